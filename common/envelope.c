@@ -1,0 +1,348 @@
+#include "envelope.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "utf8.h"
+
+static const char *const err_codes[CHAT_ERR__COUNT] = {
+    "UNAUTHORIZED", "FORBIDDEN",   "VALIDATION_ERROR", "NOT_FOUND",     "RATE_LIMITED",
+    "PAYLOAD_TOO_LARGE", "UNAVAILABLE", "INTERNAL_ERROR", "UNKNOWN_EVENT",
+};
+
+const char *chat_err_code(chat_err_t e)
+{
+    return (unsigned)e < CHAT_ERR__COUNT ? err_codes[e] : "INTERNAL_ERROR";
+}
+
+void jsonw_str(buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_reserve(b, n + 2);
+    buf_append_char(b, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        buf_append(b, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': buf_append(b, "\\\"", 2); break;
+        case '\\': buf_append(b, "\\\\", 2); break;
+        case '\n': buf_append(b, "\\n", 2); break;
+        case '\r': buf_append(b, "\\r", 2); break;
+        case '\t': buf_append(b, "\\t", 2); break;
+        default: {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            buf_append(b, e, 6);
+        }
+        }
+    }
+    buf_append(b, s + run, n - run);
+    buf_append_char(b, '"');
+}
+
+void jsonw_cstr(buf_t *b, const char *s)
+{
+    jsonw_str(b, s, strlen(s));
+}
+
+void jsonw_user_id(buf_t *b, const char *uid)
+{
+    size_t n = strlen(uid);
+    int numeric = n > 0 && n <= 16 && !(n > 1 && uid[0] == '0');
+    for (size_t i = 0; numeric && i < n; i++)
+        if (uid[i] < '0' || uid[i] > '9') numeric = 0;
+    /* 2^53 = 9007199254740992 has 16 digits: compare as strings of equal length. */
+    if (numeric && n == 16 && strcmp(uid, "9007199254740992") > 0) numeric = 0;
+    if (numeric) buf_append(b, uid, n);
+    else jsonw_str(b, uid, n);
+}
+
+int env_parse(const char *text, size_t len, env_msg_t *m, const char **why)
+{
+    memset(m, 0, sizeof *m);
+    m->root = cJSON_ParseWithLength(text, len);
+    if (!m->root) {
+        *why = "invalid JSON";
+        return -1;
+    }
+    if (!cJSON_IsObject(m->root)) {
+        *why = "message must be a JSON object {event, data, id}";
+        return -1;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(m->root, "id");
+    if (id) {
+        if (cJSON_IsNumber(id) && isfinite(id->valuedouble) && id->valuedouble == floor(id->valuedouble) &&
+            fabs(id->valuedouble) < 9.007199254740992e15) {
+            snprintf(m->id, sizeof m->id, "%.0f", id->valuedouble);
+        } else if (cJSON_IsString(id) && strlen(id->valuestring) <= 36) {
+            buf_t b = BUF_INIT;
+            jsonw_cstr(&b, id->valuestring);
+            if (b.len < sizeof m->id) memcpy(m->id, b.data, b.len + 1);
+            buf_free(&b);
+        }
+        if (!m->id[0] && !cJSON_IsNull(id)) {
+            *why = "id must be an integer or a short string";
+            return -1;
+        }
+    }
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(m->root, "event");
+    if (!cJSON_IsString(ev) || !*ev->valuestring) {
+        *why = "event missing";
+        return -1;
+    }
+    if (strlen(ev->valuestring) > CHAT_MAX_EVENT_NAME) {
+        *why = "event name too long";
+        return -1;
+    }
+    m->event = ev->valuestring;
+    m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
+    return 0;
+}
+
+void env_free(env_msg_t *m)
+{
+    cJSON_Delete(m->root);
+    m->root = NULL;
+}
+
+void env_encode_event(buf_t *b, const char *event, const char *data_json, size_t data_len)
+{
+    buf_append_str(b, "{\"event\":");
+    jsonw_cstr(b, event);
+    if (data_json) {
+        buf_append_str(b, ",\"data\":");
+        buf_append(b, data_json, data_len);
+    }
+    buf_append_char(b, '}');
+}
+
+void env_encode_ack(buf_t *b, const char *id_json, const char *data_json, size_t data_len)
+{
+    buf_append_str(b, "{\"event\":\"ack\",\"id\":");
+    buf_append_str(b, id_json);
+    buf_append_str(b, ",\"data\":");
+    buf_append(b, data_json, data_len);
+    buf_append_char(b, '}');
+}
+
+void env_error_data(buf_t *b, chat_err_t code, const char *message)
+{
+    buf_append_str(b, "{\"message\":");
+    jsonw_cstr(b, message);
+    buf_append_str(b, ",\"code\":\"");
+    buf_append_str(b, chat_err_code(code));
+    buf_append_str(b, "\"}");
+}
+
+void env_encode_error(buf_t *b, const char *id_json, chat_err_t code, const char *message)
+{
+    buf_append_str(b, "{\"event\":\"error\"");
+    if (id_json && *id_json) {
+        buf_append_str(b, ",\"id\":");
+        buf_append_str(b, id_json);
+    }
+    buf_append_str(b, ",\"data\":");
+    env_error_data(b, code, message);
+    buf_append_char(b, '}');
+}
+
+/* ---- validation ---- */
+
+int chat_room_id_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > CHAT_MAX_ROOM_ID) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int chat_user_id_from_json(const cJSON *v, char out[CHAT_MAX_USER_ID + 1])
+{
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (!isfinite(d) || d < 0 || d != floor(d) || d >= 9.007199254740992e15) return -1;
+        snprintf(out, CHAT_MAX_USER_ID + 1, "%.0f", d);
+        return 0;
+    }
+    if (!cJSON_IsString(v)) return -1;
+    size_t n = strlen(v->valuestring);
+    if (n == 0 || n > CHAT_MAX_USER_ID) return -1;
+    if (!utf8_valid((const uint8_t *)v->valuestring, n)) return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v->valuestring[i] < 0x20) return -1;
+    memcpy(out, v->valuestring, n + 1);
+    return 0;
+}
+
+static const cJSON *field(const cJSON *data, const char *name)
+{
+    return cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, name) : NULL;
+}
+
+static int room_field(const cJSON *data, char out[CHAT_MAX_ROOM_ID + 1], const char **why)
+{
+    const cJSON *v = field(data, "roomId");
+    if (!cJSON_IsString(v)) {
+        *why = "roomId must be a string";
+        return -1;
+    }
+    size_t n = strlen(v->valuestring);
+    if (!chat_room_id_valid(v->valuestring, n)) {
+        *why = "roomId must be 1-64 characters of A-Z a-z 0-9 _ . : -";
+        return -1;
+    }
+    memcpy(out, v->valuestring, n + 1);
+    return 0;
+}
+
+/* An optional integer field; 0 absent, 1 present, -1 invalid. */
+static int opt_int(const cJSON *data, const char *name, long long min, long long *out)
+{
+    const cJSON *v = field(data, name);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d) || d < (double)min || d > 9.007199254740992e15) return -1;
+    *out = (long long)d;
+    return 1;
+}
+
+static int text_field(const cJSON *data, size_t max_chars, req_send_t *r, const char **why)
+{
+    const cJSON *v = field(data, "text");
+    if (!cJSON_IsString(v)) {
+        *why = "text must be a string";
+        return -1;
+    }
+    const char *s = v->valuestring;
+    size_t n = strlen(s);
+    int blank = 1;
+    for (size_t i = 0; i < n && blank; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r' && s[i] != '\f' &&
+            s[i] != '\v')
+            blank = 0;
+    if (blank) {
+        *why = "text must not be empty";
+        return -1;
+    }
+    if (!utf8_valid((const uint8_t *)s, n)) {
+        *why = "text is not valid UTF-8";
+        return -1;
+    }
+    if (utf8_count((const uint8_t *)s, n) > max_chars) {
+        *why = "text is too long";
+        return -1;
+    }
+    r->text = s;
+    r->text_len = n;
+    return 0;
+}
+
+static int cmid_field(const cJSON *data, req_send_t *r, const char **why)
+{
+    const cJSON *v = field(data, "clientMsgId");
+    r->client_msg_id[0] = '\0';
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsNumber(v)) {
+        char tmp[CHAT_MAX_USER_ID + 1];
+        if (chat_user_id_from_json(v, tmp) < 0) goto bad;
+        memcpy(r->client_msg_id, tmp, strlen(tmp) + 1);
+        return 0;
+    }
+    if (!cJSON_IsString(v)) goto bad;
+    size_t n = strlen(v->valuestring);
+    if (n == 0 || n > CHAT_MAX_CLIENT_MSG_ID) goto bad;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v->valuestring[i] < 0x20) goto bad;
+    if (!utf8_valid((const uint8_t *)v->valuestring, n)) goto bad;
+    memcpy(r->client_msg_id, v->valuestring, n + 1);
+    return 0;
+bad:
+    *why = "clientMsgId must be a string of 1-64 characters";
+    return -1;
+}
+
+int req_parse_room(const cJSON *data, req_room_t *r, const char **why)
+{
+    return room_field(data, r->room_id, why);
+}
+
+int req_parse_join(const cJSON *data, req_join_t *r, const char **why)
+{
+    if (room_field(data, r->room_id, why) < 0) return -1;
+    int s = opt_int(data, "since", 0, &r->since);
+    if (s < 0) {
+        *why = "since must be a non-negative integer";
+        return -1;
+    }
+    r->has_since = s;
+    return 0;
+}
+
+int req_parse_send(const cJSON *data, size_t max_chars, req_send_t *r, const char **why)
+{
+    if (room_field(data, r->room_id, why) < 0) return -1;
+    if (text_field(data, max_chars, r, why) < 0) return -1;
+    return cmid_field(data, r, why);
+}
+
+int req_parse_dm(const cJSON *data, size_t max_chars, req_send_t *r, const char **why)
+{
+    if (chat_user_id_from_json(field(data, "recipientId"), r->room_id) < 0) {
+        *why = "recipientId must be a user id (number or string)";
+        return -1;
+    }
+    if (text_field(data, max_chars, r, why) < 0) return -1;
+    return cmid_field(data, r, why);
+}
+
+int req_parse_typing(const cJSON *data, req_typing_t *r, const char **why)
+{
+    if (room_field(data, r->room_id, why) < 0) return -1;
+    const cJSON *v = field(data, "isTyping");
+    if (!cJSON_IsBool(v)) {
+        *why = "isTyping must be a boolean";
+        return -1;
+    }
+    r->is_typing = cJSON_IsTrue(v);
+    return 0;
+}
+
+static int page_common(const cJSON *data, req_page_t *r, const char **why)
+{
+    int b = opt_int(data, "before", 1, &r->before);
+    if (b < 0) {
+        *why = "before must be a positive integer";
+        return -1;
+    }
+    r->has_before = b;
+    long long lim = CHAT_DEFAULT_PAGE;
+    if (opt_int(data, "limit", 1, &lim) < 0 || lim > CHAT_MAX_PAGE) {
+        *why = "limit must be an integer between 1 and 100";
+        return -1;
+    }
+    r->limit = (int)lim;
+    return 0;
+}
+
+int req_parse_history(const cJSON *data, req_page_t *r, const char **why)
+{
+    if (room_field(data, r->id, why) < 0) return -1;
+    return page_common(data, r, why);
+}
+
+int req_parse_dm_history(const cJSON *data, req_page_t *r, const char **why)
+{
+    if (chat_user_id_from_json(field(data, "userId"), r->id) < 0) {
+        *why = "userId must be a user id (number or string)";
+        return -1;
+    }
+    return page_common(data, r, why);
+}

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "utf8.h"
 
@@ -80,7 +81,7 @@ int env_parse(const char *text, size_t len, env_msg_t *m, const char **why)
         } else if (cJSON_IsString(id) && strlen(id->valuestring) <= 36) {
             buf_t b = BUF_INIT;
             jsonw_cstr(&b, id->valuestring);
-            if (b.len < sizeof m->id) memcpy(m->id, b.data, b.len + 1);
+            if (b.len < sizeof m->id) memcpy(m->id, buf_cstr(&b), b.len + 1);
             buf_free(&b);
         }
         if (!m->id[0] && !cJSON_IsNull(id)) {
@@ -147,6 +148,49 @@ void env_encode_error(buf_t *b, const char *id_json, chat_err_t code, const char
     buf_append_str(b, ",\"data\":");
     env_error_data(b, code, message);
     buf_append_char(b, '}');
+}
+
+void chat_iso8601(long long ms, char out[32])
+{
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+}
+
+void chat_fmt_room_message(buf_t *b, long long id, long long seq, const char *text, size_t len,
+                           const char *room, const char *user_id, const char *username,
+                           long long created_ms)
+{
+    char ts[32];
+    chat_iso8601(created_ms, ts);
+    buf_printf(b, "{\"id\":%lld,\"seq\":%lld,\"text\":", id, seq);
+    jsonw_str(b, text, len);
+    buf_append_str(b, ",\"roomId\":");
+    jsonw_cstr(b, room);
+    buf_append_str(b, ",\"userId\":");
+    jsonw_user_id(b, user_id);
+    buf_append_str(b, ",\"username\":");
+    jsonw_cstr(b, username);
+    buf_printf(b, ",\"timestamp\":\"%s\"}", ts);
+}
+
+void chat_fmt_direct_message(buf_t *b, long long id, const char *text, size_t len,
+                             const char *sender, const char *sender_name, const char *recipient,
+                             long long created_ms)
+{
+    char ts[32];
+    chat_iso8601(created_ms, ts);
+    buf_printf(b, "{\"id\":%lld,\"text\":", id);
+    jsonw_str(b, text, len);
+    buf_append_str(b, ",\"senderId\":");
+    jsonw_user_id(b, sender);
+    buf_append_str(b, ",\"senderUsername\":");
+    jsonw_cstr(b, sender_name);
+    buf_append_str(b, ",\"recipientId\":");
+    jsonw_user_id(b, recipient);
+    buf_printf(b, ",\"timestamp\":\"%s\"}", ts);
 }
 
 /* ---- validation ---- */

@@ -50,6 +50,19 @@ void jsonw_cstr(buf_t *b, const char *s);
  * string (BRIEF §4). */
 void jsonw_user_id(buf_t *b, const char *uid);
 
+/* ---- message shapes shared by live events and history (BRIEF §3) ---- */
+
+/* "2026-11-25T10:38:50.123Z" (the shape of JavaScript's Date#toISOString). */
+void chat_iso8601(long long ms, char out[32]);
+/* {"id","seq","text","roomId","userId","username","timestamp"} */
+void chat_fmt_room_message(buf_t *b, long long id, long long seq, const char *text, size_t len,
+                           const char *room, const char *user_id, const char *username,
+                           long long created_ms);
+/* {"id","text","senderId","senderUsername","recipientId","timestamp"} */
+void chat_fmt_direct_message(buf_t *b, long long id, const char *text, size_t len,
+                             const char *sender, const char *sender_name, const char *recipient,
+                             long long created_ms);
+
 /* ---- the raw-WebSocket envelope ---- */
 
 typedef struct env_msg {

@@ -204,3 +204,20 @@ Test(envelope, dm_join_typing_history)
     cr_assert_str_eq(p.id, "5");
     cJSON_Delete(j);
 }
+
+Test(envelope, message_shapes)
+{
+    char ts[32];
+    chat_iso8601(1764067130123LL, ts);
+    cr_assert_str_eq(ts, "2025-11-25T10:38:50.123Z");
+    buf_t b = BUF_INIT;
+    chat_fmt_room_message(&b, 5, 2, "hi \"x\"", 6, "general", "42", "alice", 1764067130123LL);
+    cr_assert_str_eq(buf_cstr(&b), "{\"id\":5,\"seq\":2,\"text\":\"hi \\\"x\\\"\",\"roomId\":\"general\","
+                                   "\"userId\":42,\"username\":\"alice\","
+                                   "\"timestamp\":\"2025-11-25T10:38:50.123Z\"}");
+    buf_reset(&b);
+    chat_fmt_direct_message(&b, 9, "yo", 2, "u1", "Bob", "7", 0);
+    cr_assert_str_eq(buf_cstr(&b), "{\"id\":9,\"text\":\"yo\",\"senderId\":\"u1\",\"senderUsername\":"
+                                   "\"Bob\",\"recipientId\":7,\"timestamp\":\"1970-01-01T00:00:00.000Z\"}");
+    buf_free(&b);
+}

@@ -1,0 +1,188 @@
+'use strict';
+// Test harness: starts the real processes (gateway, broker, Redis, PostgreSQL) on free
+// loopback ports and gives tests real clients. Every process started here is stopped by
+// stopAll(), which each test file registers with `after`.
+const { spawn, execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const http = require('node:http');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BUILD = process.env.CHAT_BUILD_DIR || path.join(ROOT, 'build');
+const BIN = {
+  gateway: path.join(BUILD, 'gateway', 'chat-gateway'),
+  broker: path.join(BUILD, 'broker', 'chat-broker'),
+  chatctl: path.join(BUILD, 'tools', 'chatctl'),
+};
+const SECRET = 'test-secret-0123456789-0123456789-abcdef';
+const procs = new Set();
+const started = []; // every process of this test file, for the sanitizer scan
+const tmpdirs = new Set();
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+function tmpdir(prefix) {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpdirs.add(d);
+  return d;
+}
+
+// A managed child process with its output kept for assertions and failure reports.
+function start(name, cmd, args, opts = {}) {
+  const child = spawn(cmd, args, {
+    env: { ...process.env, ...(opts.env || {}) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const p = { name, child, out: '', exited: null };
+  const keep = (d) => { p.out += d.toString(); if (p.out.length > 4e6) p.out = p.out.slice(-2e6); };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  p.exitPromise = new Promise((res) => child.on('exit', (code, sig) => { p.exited = { code, sig }; procs.delete(p); res(p.exited); }));
+  procs.add(p);
+  started.push(p);
+  p.kill = (sig = 'SIGTERM') => { try { process.kill(child.pid, sig); } catch (_) { /* gone */ } };
+  p.killGroup = (sig = 'SIGKILL') => { try { process.kill(-child.pid, sig); } catch (_) { /* gone */ } };
+  p.stop = async (sig = 'SIGTERM', ms = 8000) => {
+    if (p.exited) return p.exited;
+    p.kill(sig);
+    const t = setTimeout(() => p.killGroup('SIGKILL'), ms);
+    const r = await p.exitPromise;
+    clearTimeout(t);
+    return r;
+  };
+  return p;
+}
+
+const SANITIZER = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|==\d+== (Invalid|Conditional jump|[0-9,]+ bytes in [0-9,]+ blocks are definitely lost)/;
+
+// Stops every process, then fails the test file if any of them reported a sanitizer or
+// valgrind error (workers re-forked after a crash would otherwise hide it).
+async function stopAll() {
+  await Promise.all([...procs].map((p) => p.stop('SIGTERM', 15000)));
+  for (const d of tmpdirs) { try { fs.rmSync(d, { recursive: true, force: true }); } catch (_) { /* ignore */ } }
+  tmpdirs.clear();
+  const bad = started.filter((p) => SANITIZER.test(p.out));
+  started.length = 0;
+  if (bad.length) {
+    const p = bad[0];
+    const i = p.out.search(SANITIZER);
+    throw new Error(`${p.name} reported a memory error:\n${p.out.slice(Math.max(0, i - 200), i + 6000)}`);
+  }
+}
+
+function httpGet(port, p, headers = {}, host = '127.0.0.1') {
+  return httpRequest({ port, path: p, method: 'GET', headers, host });
+}
+
+function httpRequest({ port, path: p, method = 'GET', headers = {}, body, host = '127.0.0.1' }) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port, path: p, method, headers, agent: false }, (res) => {
+      let data = '';
+      res.on('data', (d) => { data += d; });
+      res.on('end', () => {
+        let json;
+        try { json = JSON.parse(data); } catch (_) { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, body: data, json });
+      });
+    });
+    req.on('error', reject);
+    req.setTimeout(10000, () => req.destroy(new Error('timeout')));
+    if (body !== undefined) req.write(typeof body === 'string' ? body : JSON.stringify(body));
+    req.end();
+  });
+}
+
+async function waitFor(fn, { timeout = 10000, interval = 50, what = 'condition' } = {}) {
+  const t0 = Date.now();
+  let last;
+  for (;;) {
+    try { last = await fn(); if (last) return last; } catch (e) { last = e; }
+    if (Date.now() - t0 > timeout) throw new Error(`timed out waiting for ${what}: ${last && last.message ? last.message : last}`);
+    await sleep(interval);
+  }
+}
+
+async function waitHttp(port, p = '/healthz', timeout = 10000) {
+  return waitFor(async () => (await httpGet(port, p)).status === 200, { timeout, what: `GET ${p} on ${port}` });
+}
+
+function b64u(x) { return Buffer.from(x).toString('base64url'); }
+
+// An HS256 token; `claims` overrides (set exp: undefined to drop it).
+function token(sub, username, claims = {}, secret = SECRET, header = { alg: 'HS256', typ: 'JWT' }) {
+  const body = { sub, username, exp: Math.floor(Date.now() / 1000) + 3600, ...claims };
+  for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
+  const h = b64u(JSON.stringify(header));
+  const p = b64u(JSON.stringify(body));
+  if (header.alg === 'none') return `${h}.${p}.`;
+  const s = crypto.createHmac('sha256', secret).update(`${h}.${p}`).digest('base64url');
+  return `${h}.${p}.${s}`;
+}
+
+// ---- processes ----
+
+async function startGateway(opts = {}) {
+  const port = opts.port || await freePort();
+  const env = {
+    CHAT_PORT: String(port),
+    CHAT_HOST: '127.0.0.1',
+    CHAT_JWT_SECRET: SECRET,
+    CHAT_WORKERS: String(opts.workers || 1),
+    CHAT_LOG_LEVEL: 'info',
+    CHAT_STATIC_DIR: path.join(ROOT, 'web'),
+    ...(opts.env || {}),
+  };
+  const wrap = process.env.CHAT_TEST_WRAPPER ? process.env.CHAT_TEST_WRAPPER.split(' ') : [];
+  const cmd = wrap.length ? wrap[0] : BIN.gateway;
+  const args = wrap.length ? [...wrap.slice(1), BIN.gateway] : [];
+  const p = start(`gateway:${port}`, cmd, [...args, ...(opts.args || [])], { env });
+  p.port = port;
+  if (opts.wait !== false) {
+    try {
+      await waitHttp(port, '/healthz', opts.timeout || 15000);
+    } catch (e) {
+      throw new Error(`${e.message}\n--- gateway output ---\n${p.out}`);
+    }
+  }
+  return p;
+}
+
+function gatewayPids(gw) {
+  // Master pid plus its children (workers).
+  const out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(gw.child.pid)]).toString();
+  return { master: gw.child.pid, workers: out.split(/\s+/).filter(Boolean).map(Number) };
+}
+
+function rssKiB(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+)/.exec(s)[1]);
+  } catch (_) { return 0; }
+}
+
+function fdCount(pid) {
+  try { return fs.readdirSync(`/proc/${pid}/fd`).length; } catch (_) { return -1; }
+}
+
+// Under ASan/valgrind, memory and timing assertions are relaxed (not the functional ones).
+const sanitized = !!process.env.CHAT_SANITIZED;
+
+module.exports = {
+  sanitized, ROOT, BUILD, BIN, SECRET, sleep, freePort, tmpdir, start, stopAll, httpGet, httpRequest,
+  waitFor, waitHttp, token, startGateway, gatewayPids, rssKiB, fdCount, procs,
+};

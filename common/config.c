@@ -105,6 +105,16 @@ int cfg_set(const cfg_opt_t *o, void *settings, const char *v, char *err, size_t
     return CFG_ERROR;
 }
 
+void cfg_free(const cfg_opt_t *opts, size_t n, void *settings)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (opts[i].type != CFG_STR) continue;
+        char **f = (char **)((char *)settings + opts[i].offset);
+        free(*f);
+        *f = NULL;
+    }
+}
+
 void cfg_print_help(FILE *f, const char *usage, const cfg_opt_t *opts, size_t n)
 {
     if (usage) fprintf(f, "%s\n\n", usage);

@@ -42,6 +42,9 @@ typedef struct cfg_opt {
 int cfg_load(const cfg_opt_t *opts, size_t n, void *settings, int argc, char **argv,
              const char *usage, char **rest, int *nrest, char *err, size_t errlen);
 
+/* Free the strings cfg_load() stored (CFG_STR fields) and set them to NULL. */
+void cfg_free(const cfg_opt_t *opts, size_t n, void *settings);
+
 void cfg_print_help(FILE *f, const char *usage, const cfg_opt_t *opts, size_t n);
 
 /* Parse one value for one option into settings; used by cfg_load and tests. */

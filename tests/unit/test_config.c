@@ -24,8 +24,12 @@ static const cfg_opt_t opts[] = {
 
 static int load(s_t *s, int argc, char **argv, char *err)
 {
+    static s_t prev; /* strings of the previous load are freed on the next one */
+    cfg_free(opts, N, &prev);
     memset(s, 0, sizeof *s);
-    return cfg_load(opts, N, s, argc, argv, "usage", NULL, NULL, err, 256);
+    int rc = cfg_load(opts, N, s, argc, argv, "usage", NULL, NULL, err, 256);
+    prev = *s;
+    return rc;
 }
 
 Test(config, defaults_env_flags)
@@ -84,4 +88,5 @@ Test(config, help_and_positional)
     cr_assert_eq(cfg_load(opts, N, &s, 5, a2, "u", rest, &nrest, err, sizeof err), CFG_OK);
     cr_assert_eq(nrest, 2);
     cr_assert_str_eq(rest[1], "general");
+    cfg_free(opts, N, &s);
 }

@@ -230,7 +230,7 @@ static void deliver_local(gw_worker_t *w, const char *topic, gw_bcast_t *b, gw_s
 {
     int eo = chat_eo_index(b->event);
     if (strncmp(topic, "room:", 5) == 0) {
-        if (seq >= 0) room_message(w, topic + 5, seq, b->data, b->data_len);
+        if (seq >= 0 && w->store->ordered) room_message(w, topic + 5, seq, b->data, b->data_len);
         else room_event(w, topic + 5, b, exclude, eo);
     } else if (strncmp(topic, "user:", 5) == 0) {
         gw_user_t *u = user_find(w, topic + 5);
@@ -250,11 +250,10 @@ void chat_publish(gw_worker_t *w, const char *topic, const char *event, const ch
     deliver_local(w, topic, &b, exclude, seq);
     bcast_release(&b);
     if (!bus_clustered(w->bus)) return;
-    /* The Redis payload (docs/ARCHITECTURE.md): {"origin", "event", "data"}. */
+    /* {"event", "data"}; the broker adds "origin" (its host's id) before publishing to
+     * Redis: see docs/ARCHITECTURE.md, "Redis channels and payloads". */
     buf_t p = BUF_INIT;
-    buf_append_str(&p, "{\"origin\":");
-    jsonw_cstr(&p, g_cfg.instance_id);
-    buf_append_str(&p, ",\"event\":");
+    buf_append_str(&p, "{\"event\":");
     jsonw_cstr(&p, event);
     buf_append_str(&p, ",\"data\":");
     buf_append(&p, data, len);
@@ -278,8 +277,6 @@ void chat_bus_message(gw_worker_t *w, const char *topic, const char *payload, si
     if (strncmp(topic, "room:", 5) == 0 && strcmp(ev->valuestring, "new_message") == 0) {
         const cJSON *sq = cJSON_GetObjectItemCaseSensitive(data, "seq");
         if (cJSON_IsNumber(sq) && sq->valuedouble >= 1) seq = (int64_t)sq->valuedouble;
-        const cJSON *ts = cJSON_GetObjectItemCaseSensitive(data, "timestamp");
-        (void)ts;
     }
     gw_bcast_t b;
     bcast_init(&b, ev->valuestring, d ? d : "null", d ? strlen(d) : 4);
@@ -496,20 +493,36 @@ static void on_sent(void *arg, const store_sent_t *res)
         return;
     }
     char ack[128];
-    int n = snprintf(ack, sizeof ack, "{\"sent\":true,\"messageId\":%lld,\"seq\":%lld}",
-                     (long long)res->id, (long long)res->seq);
+    int n = res->seq > 0
+                ? snprintf(ack, sizeof ack, "{\"sent\":true,\"messageId\":%lld,\"seq\":%lld}",
+                           (long long)res->id, (long long)res->seq)
+                : snprintf(ack, sizeof ack, "{\"sent\":true,\"messageId\":%lld}", (long long)res->id);
     chat_reply(&op->req, ack, (size_t)n);
-    if (!res->dup) {
+    const char *room = op->room, *text = op->text;
+    size_t text_len = op->text_len;
+    if (res->dup) {
+        /* A retry. Publish the original again: if the first attempt's publish was lost
+         * (the sender saw UNAVAILABLE after a commit), this delivers it; receivers that
+         * have it drop it by seq. Nothing new is ever delivered. */
+        if (res->dup_kind != 'r' || !res->dup_body || !res->dup_room || res->seq <= 0 ||
+            !w->store->ordered) {
+            op_free(op);
+            return;
+        }
+        room = res->dup_room;
+        text = res->dup_body;
+        text_len = strlen(text);
+    } else {
         w->m->c[MC_ACKED_SENDS]++;
-        /* Committed: publish whether or not the sender is still connected. */
-        buf_t b = BUF_INIT;
-        chat_fmt_room_message(&b, res->id, res->seq, op->text, op->text_len, op->room,
-                              op->user_id, op->username, res->created_ms);
-        char topic[CHAT_MAX_ROOM_ID + 8];
-        snprintf(topic, sizeof topic, "room:%s", op->room);
-        chat_publish(w, topic, "new_message", b.data, b.len, NULL, res->seq);
-        buf_free(&b);
     }
+    /* Committed: publish whether or not the sender is still connected. */
+    buf_t b = BUF_INIT;
+    chat_fmt_room_message(&b, res->id, res->seq, text, text_len, room, op->user_id, op->username,
+                          res->created_ms);
+    char topic[CHAT_MAX_ROOM_ID + 8];
+    snprintf(topic, sizeof topic, "room:%s", room);
+    chat_publish(w, topic, "new_message", b.data, b.len, NULL, res->seq);
+    buf_free(&b);
     op_free(op);
 }
 

@@ -20,7 +20,7 @@
 #include "jwtauth.h"
 #include "log.h"
 #include "metrics.h"
-#include "schema.h"
+#include "migrate.h"
 #include "settings.h"
 #include "sio.h"
 #include "worker.h"
@@ -121,7 +121,14 @@ int main(int argc, char **argv)
         }
         jwtauth_free(a);
     }
-    if (*g_cfg.database_url && schema_check(g_cfg.database_url) < 0) return 3;
+    if (*g_cfg.database_url) {
+        char err[512];
+        if (migrate_check(g_cfg.database_url, err, sizeof err) < 0) {
+            log_error("schema_check_failed", "err=\"%s\"", err);
+            fprintf(stderr, "chat-gateway: %s\n", err);
+            return 3;
+        }
+    }
 
     int n = (int)g_cfg.workers;
     if (n == 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);

@@ -53,7 +53,6 @@ static const cfg_opt_t gw_opts[] = {
      "unix socket of the local chat-broker (empty: standalone, one worker, no cluster)"},
     {"database-url", CFG_STR, O(database_url), NULL, 0, 0, NULL,
      "PostgreSQL connection string (empty: in-memory store for development, not durable)"},
-    {"db-batch", CFG_INT, O(db_batch), "256", 1, 10000, NULL, "maximum writes grouped in one round trip"},
     {"auto-create-rooms", CFG_BOOL, O(auto_create_rooms), "1", 0, 0, NULL,
      "joining an unknown room creates a public room"},
     {"drain-seconds", CFG_INT, O(drain_seconds), "10", 0, 3600, NULL, "graceful drain limit on SIGTERM"},

@@ -38,7 +38,6 @@ typedef struct gw_settings {
     int presence_events;
     char *broker_socket;
     char *database_url;
-    long long db_batch;
     int auto_create_rooms;
     long long drain_seconds;
     char *api_key;

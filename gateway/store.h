@@ -33,6 +33,9 @@ typedef struct store_sent {
     int64_t seq; /* room messages */
     int64_t created_ms;
     int dup; /* clientMsgId seen before: ids are the original message's */
+    char dup_kind;        /* dup: 'r' (room message) or 'd' (direct message) */
+    const char *dup_body; /* dup: the original text (valid during the callback) */
+    const char *dup_room; /* dup of a room message: its room */
 } store_sent_t;
 
 typedef struct store_list {
@@ -69,12 +72,17 @@ typedef struct store_ops {
     int (*ready)(gw_store_t *s);
     /* Requests sent and not yet answered (graceful drain waits for 0). */
     int (*inflight)(gw_store_t *s);
+    /* End of the loop turn: send what was grouped. */
+    void (*flush)(gw_store_t *s);
     void (*free)(gw_store_t *s);
 } store_ops_t;
 
 struct gw_store {
     const store_ops_t *ops;
     gw_worker_t *w;
+    /* Room seqs are shared by every worker and instance (PostgreSQL): deliveries are put in
+     * seq order. The per-worker memory store has no shared seq, so it is not. */
+    int ordered;
 };
 
 gw_store_t *store_mem_new(gw_worker_t *w);

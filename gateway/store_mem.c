@@ -36,6 +36,9 @@ typedef struct mem_dm {
 typedef struct mem_cmid {
     map_node_t node;
     store_sent_t r;
+    char kind;
+    char *body;
+    char room[CHAT_MAX_ROOM_ID + 1];
     char key[];
 } mem_cmid_t;
 
@@ -75,13 +78,17 @@ static mem_cmid_t *cmid_find(mem_store_t *m, const char *user, const char *cmid,
     return n ? map_entry(n, mem_cmid_t, node) : NULL;
 }
 
-static void cmid_save(mem_store_t *m, const char *key, const store_sent_t *r)
+static void cmid_save(mem_store_t *m, const char *key, const store_sent_t *r, char kind,
+                      const char *text, size_t len, const char *room)
 {
     size_t l = strlen(key);
     mem_cmid_t *c = malloc(sizeof *c + l + 1);
     if (!c) return;
     memcpy(c->key, key, l + 1);
     c->r = *r;
+    c->kind = kind;
+    c->body = strndup(text, len);
+    snprintf(c->room, sizeof c->room, "%s", room);
     map_put(&m->cmids, &c->node, c->key);
 }
 
@@ -100,6 +107,9 @@ static void mem_send_message(gw_store_t *s, const char *room, const char *user_i
     if (c) {
         r = c->r;
         r.dup = 1;
+        r.dup_kind = c->kind;
+        r.dup_body = c->body;
+        r.dup_room = c->kind == 'r' ? c->room : NULL;
         cb(arg, &r);
         return;
     }
@@ -119,7 +129,7 @@ static void mem_send_message(gw_store_t *s, const char *room, const char *user_i
     it->id = r.id;
     it->seq = r.seq;
     it->json = buf_steal(&b, NULL);
-    if (*cmid) cmid_save(m, key, &r);
+    if (*cmid) cmid_save(m, key, &r, 'r', text, len, room);
     cb(arg, &r);
 }
 
@@ -134,6 +144,8 @@ static void mem_send_dm(gw_store_t *s, const char *sender, const char *sender_na
     if (c) {
         r = c->r;
         r.dup = 1;
+        r.dup_kind = c->kind;
+        r.dup_body = c->body;
         cb(arg, &r);
         return;
     }
@@ -155,7 +167,7 @@ static void mem_send_dm(gw_store_t *s, const char *sender, const char *sender_na
     d->a = strdup(sender);
     d->b = strdup(recipient);
     d->json = buf_steal(&b, NULL);
-    if (*cmid) cmid_save(m, key, &r);
+    if (*cmid) cmid_save(m, key, &r, 'd', text, len, "");
     cb(arg, &r);
 }
 
@@ -289,6 +301,10 @@ static int mem_inflight(gw_store_t *s)
     return 0;
 }
 
+static void mem_flush(gw_store_t *s)
+{
+}
+
 static void mem_free(gw_store_t *s)
 {
     mem_store_t *m = (mem_store_t *)s;
@@ -300,7 +316,9 @@ static void mem_free(gw_store_t *s)
     }
     for (map_node_t *n = map_first(&m->cmids), *next; n; n = next) {
         next = map_next(&m->cmids, n);
-        free(map_entry(n, mem_cmid_t, node));
+        mem_cmid_t *c = map_entry(n, mem_cmid_t, node);
+        free(c->body);
+        free(c);
     }
     for (size_t k = 0; k < m->ndms; k++) {
         mem_dm_t *d = &m->dms[(m->dm_head + k) % MEM_MAX_DMS];
@@ -315,7 +333,7 @@ static void mem_free(gw_store_t *s)
 
 static const store_ops_t mem_ops = {
     mem_user_seen, mem_send_message, mem_send_dm, mem_join, mem_history,
-    mem_dm_history, mem_range, mem_ready, mem_inflight, mem_free,
+    mem_dm_history, mem_range, mem_ready, mem_inflight, mem_flush, mem_free,
 };
 
 gw_store_t *store_mem_new(gw_worker_t *w)

@@ -50,6 +50,7 @@ void gw_want_flush(gw_worker_t *w)
 static void on_flush(evutil_socket_t fd, short ev, void *arg)
 {
     gw_worker_t *w = arg;
+    w->store->ops->flush(w->store);
     bus_flush(w->bus);
     conn_flush_all(w);
 }

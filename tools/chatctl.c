@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "jwtauth.h"
+#include "migrate.h"
 
 typedef struct ctl_settings {
     char *jwt_alg;
@@ -19,6 +20,7 @@ typedef struct ctl_settings {
     char *jwt_private_key;
     char *username;
     long long ttl;
+    char *database_url;
 } ctl_settings_t;
 
 static ctl_settings_t S;
@@ -31,6 +33,7 @@ static const cfg_opt_t opts[] = {
      "PEM private key file for RS*/ES* tokens"},
     {"username", CFG_STR, O(username), NULL, 0, 0, NULL, "display name claim (default: the user id)"},
     {"ttl", CFG_INT, O(ttl), "86400", 1, 366LL * 86400, NULL, "token lifetime in seconds"},
+    {"database-url", CFG_STR, O(database_url), NULL, 0, 0, NULL, "PostgreSQL connection string"},
 };
 #undef O
 
@@ -38,7 +41,8 @@ static const char USAGE[] =
     "chatctl: operate a chat cluster\n"
     "usage: chatctl COMMAND [ARGS] [--option value]...\n\n"
     "commands:\n"
-    "  token USER            print a signed token for USER (sub claim)\n";
+    "  token USER            print a signed token for USER (sub claim)\n"
+    "  migrate               apply pending schema migrations (safe to run twice or concurrently)\n";
 
 static char *slurp(const char *path)
 {
@@ -105,6 +109,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(rest[0], "token") == 0) return cmd_token(nrest, rest);
+    if (strcmp(rest[0], "migrate") == 0) {
+        if (!*S.database_url) {
+            fprintf(stderr, "chatctl: migrate needs CHAT_DATABASE_URL or --database-url\n");
+            return 2;
+        }
+        return migrate_apply(S.database_url, 1) == 0 ? 0 : 1;
+    }
     fprintf(stderr, "chatctl: unknown command '%s' (see --help)\n", rest[0]);
     return 2;
 }

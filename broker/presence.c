@@ -1,0 +1,339 @@
+/*
+ * Cluster presence, owned by the brokers (BRIEF §3, issue 3).
+ *
+ * Redis keys (docs/ARCHITECTURE.md):
+ *   chat:presence:instances      ZSET instance -> last heartbeat (Redis TIME, ms)
+ *   chat:presence:inst:<inst>    HASH user id -> username, users with sockets on that host
+ *   chat:presence:user:<uid>     SET of instances where the user has sockets
+ *   chat:online                  HASH user id -> username, everyone online anywhere
+ *
+ * A user's first socket on a host runs ONLINE; if that made the user's instance set go from
+ * empty to one, the user just came online cluster-wide and this broker emits user_online.
+ * The last socket on a host runs OFFLINE, symmetric. Each script is atomic, so exactly one
+ * broker sees each transition. Every broker heartbeats each second and, every few seconds,
+ * reaps instances silent for presence_ttl/2: their users go offline (events emitted by the
+ * reaper), well within presence_ttl.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "brkproto.h"
+#include "broker.h"
+#include "envelope.h"
+#include "log.h"
+
+static const char LUA_NOW[] = "local t = redis.call('TIME') local now = t[1]*1000 + math.floor(t[2]/1000) ";
+
+static const char LUA_ONLINE[] =
+    "redis.call('HSET', 'chat:presence:inst:' .. ARGV[1], ARGV[2], ARGV[3]) "
+    "local added = redis.call('SADD', 'chat:presence:user:' .. ARGV[2], ARGV[1]) "
+    "redis.call('HSET', 'chat:online', ARGV[2], ARGV[3]) "
+    "if added == 1 and redis.call('SCARD', 'chat:presence:user:' .. ARGV[2]) == 1 then return 1 end "
+    "return 0";
+
+static const char LUA_OFFLINE[] =
+    "redis.call('HDEL', 'chat:presence:inst:' .. ARGV[1], ARGV[2]) "
+    "local removed = redis.call('SREM', 'chat:presence:user:' .. ARGV[2], ARGV[1]) "
+    "if removed == 1 and redis.call('SCARD', 'chat:presence:user:' .. ARGV[2]) == 0 then "
+    "  redis.call('HDEL', 'chat:online', ARGV[2]) return 1 end "
+    "return 0";
+
+static const char LUA_HEARTBEAT[] = "redis.call('ZADD', 'chat:presence:instances', now, ARGV[1]) return now";
+
+static const char LUA_REAP[] =
+    "local dead = redis.call('ZRANGEBYSCORE', 'chat:presence:instances', '-inf', now - tonumber(ARGV[2])) "
+    "local out = {} "
+    "for _, inst in ipairs(dead) do "
+    "  if inst ~= ARGV[1] then "
+    "    local users = redis.call('HGETALL', 'chat:presence:inst:' .. inst) "
+    "    for i = 1, #users, 2 do "
+    "      redis.call('SREM', 'chat:presence:user:' .. users[i], inst) "
+    "      if redis.call('SCARD', 'chat:presence:user:' .. users[i]) == 0 then "
+    "        redis.call('HDEL', 'chat:online', users[i]) "
+    "        table.insert(out, users[i]) table.insert(out, users[i+1]) end "
+    "    end "
+    "    redis.call('DEL', 'chat:presence:inst:' .. inst) "
+    "    redis.call('ZREM', 'chat:presence:instances', inst) "
+    "  end "
+    "end "
+    "return out";
+
+static brk_user_t *user_find(broker_t *b, const char *uid)
+{
+    map_node_t *n = map_get(&b->users, uid);
+    return n ? map_entry(n, brk_user_t, node) : NULL;
+}
+
+static void user_json(buf_t *j, const char *uid, const char *name)
+{
+    buf_append_str(j, "{\"userId\":");
+    jsonw_user_id(j, uid);
+    buf_append_str(j, ",\"username\":");
+    jsonw_cstr(j, name);
+    buf_append_char(j, '}');
+}
+
+static void emit_presence(broker_t *b, const char *event, const char *uid, const char *name,
+                          const char *rooms)
+{
+    if (g_bcfg.presence_events == PRES_NONE) return;
+    buf_t j = BUF_INIT;
+    user_json(&j, uid, name);
+    if (g_bcfg.presence_events == PRES_GLOBAL) {
+        broker_emit(b, "all", event, j.data, j.len);
+    } else if (rooms) {
+        char topic[200];
+        const char *p = rooms;
+        while (*p) {
+            const char *sp = strchr(p, ' ');
+            size_t l = sp ? (size_t)(sp - p) : strlen(p);
+            if (l && l < 150) {
+                snprintf(topic, sizeof topic, "room:%.*s", (int)l, p);
+                broker_emit(b, topic, event, j.data, j.len);
+            }
+            p += l;
+            while (*p == ' ') p++;
+        }
+    }
+    buf_free(&j);
+}
+
+/* ---- scripts ---- */
+
+typedef struct pres_op {
+    broker_t *b;
+    int online;
+    char *rooms;
+    char *name;
+    char uid[];
+} pres_op_t;
+
+static void on_script(redisAsyncContext *ac, void *reply, void *priv)
+{
+    pres_op_t *op = priv;
+    redisReply *r = reply;
+    broker_t *b = ac->data ? ac->data : op->b;
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (ac->data) log_warn("presence_script_failed", "user=%s err=\"%s\"", op->uid, r ? r->str : "no reply");
+    } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1 && ac->data) {
+        emit_presence(b, op->online ? "user_online" : "user_offline", op->uid, op->name, op->rooms);
+    }
+    free(op->rooms);
+    free(op->name);
+    free(op);
+}
+
+static void run_script(broker_t *b, int online, const char *uid, const char *name, const char *rooms)
+{
+    if (!redis_command_ready(b)) return; /* reconciled when Redis is back */
+    size_t l = strlen(uid);
+    pres_op_t *op = calloc(1, sizeof *op + l + 1);
+    if (!op) return;
+    op->b = b;
+    op->online = online;
+    memcpy(op->uid, uid, l + 1);
+    op->name = strdup(name);
+    op->rooms = rooms ? strdup(rooms) : NULL;
+    const char *script = online ? LUA_ONLINE : LUA_OFFLINE;
+    const char *argv[7] = {"EVAL", script, "0", g_bcfg.instance_id, uid, name};
+    size_t argvlen[7] = {4, strlen(script), 1, strlen(g_bcfg.instance_id), l, strlen(name)};
+    redisAsyncCommandArgv(b->redis.cmd, on_script, op, online ? 6 : 5, argv, argvlen);
+}
+
+/* ---- local counts ---- */
+
+void presence_conn_up(broker_t *b, brk_worker_t *w, const char *uid, const char *name)
+{
+    map_node_t *n = map_get(&w->users, uid);
+    brk_wuser_t *wu = n ? map_entry(n, brk_wuser_t, node) : NULL;
+    if (!wu) {
+        size_t l = strlen(uid);
+        if (!(wu = calloc(1, sizeof *wu + l + 1))) return;
+        memcpy(wu->id, uid, l + 1);
+        map_put(&w->users, &wu->node, wu->id);
+    }
+    wu->count++;
+    brk_user_t *u = user_find(b, uid);
+    if (!u) {
+        size_t l = strlen(uid);
+        if (!(u = calloc(1, sizeof *u + l + 1))) return;
+        memcpy(u->id, uid, l + 1);
+        map_put(&b->users, &u->node, u->id);
+    }
+    if (!u->username || strcmp(u->username, name) != 0) {
+        free(u->username);
+        u->username = strdup(name);
+    }
+    if (u->count++ == 0) run_script(b, 1, uid, u->username ? u->username : uid, NULL);
+}
+
+static void user_release(broker_t *b, const char *uid, uint32_t n, const char *rooms)
+{
+    brk_user_t *u = user_find(b, uid);
+    if (!u) return;
+    u->count = u->count > n ? u->count - n : 0;
+    if (u->count == 0) {
+        if (!b->stopping) run_script(b, 0, uid, u->username ? u->username : uid, rooms);
+        map_del(&b->users, &u->node);
+        free(u->username);
+        free(u);
+    }
+}
+
+void presence_conn_down(broker_t *b, brk_worker_t *w, const char *uid, const char *rooms)
+{
+    map_node_t *n = map_get(&w->users, uid);
+    if (!n) return;
+    brk_wuser_t *wu = map_entry(n, brk_wuser_t, node);
+    if (--wu->count == 0) {
+        map_del(&w->users, &wu->node);
+        free(wu);
+    }
+    user_release(b, uid, 1, rooms);
+}
+
+void presence_worker_gone(broker_t *b, brk_worker_t *w)
+{
+    for (map_node_t *n = map_first(&w->users), *next; n; n = next) {
+        next = map_next(&w->users, n);
+        brk_wuser_t *wu = map_entry(n, brk_wuser_t, node);
+        map_del(&w->users, n);
+        user_release(b, wu->id, wu->count, NULL);
+        free(wu);
+    }
+}
+
+/* ---- get_online_users ---- */
+
+typedef struct online_req {
+    broker_t *b;
+    int slot;
+    uint64_t gen;
+    char id[24];
+} online_req_t;
+
+static void on_online(redisAsyncContext *ac, void *reply, void *priv)
+{
+    online_req_t *q = priv;
+    broker_t *b = q->b;
+    redisReply *r = reply;
+    brk_worker_t *w = b->slots[q->slot];
+    if (ac->data && w && w->gen == q->gen && !w->doomed) {
+        buf_t j = BUF_INIT;
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+            buf_append_char(&j, '[');
+            for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                if (i) buf_append_char(&j, ',');
+                user_json(&j, r->element[i]->str, r->element[i + 1]->str);
+            }
+            buf_append_char(&j, ']');
+        }
+        brk_encode2(&w->out, BRK_ONLINE_RESP, q->id, strlen(q->id), j.data ? j.data : "", j.len);
+        buf_free(&j);
+        workers_kick(w);
+    }
+    free(q);
+}
+
+void presence_online(broker_t *b, brk_worker_t *w, const char *req_id, size_t len)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%.*s", (int)(len < 20 ? len : 20), req_id);
+    online_req_t *q = redis_command_ready(b) ? calloc(1, sizeof *q) : NULL;
+    if (!q) {
+        brk_encode2(&w->out, BRK_ONLINE_RESP, id, strlen(id), "", 0);
+        workers_kick(w);
+        return;
+    }
+    q->b = b;
+    q->slot = w->slot;
+    q->gen = w->gen;
+    memcpy(q->id, id, sizeof id);
+    redisAsyncCommand(b->redis.cmd, on_online, q, "HGETALL chat:online");
+}
+
+/* ---- heartbeat, reaping, reconciliation ---- */
+
+static void on_reaped(redisAsyncContext *ac, void *reply, void *priv)
+{
+    broker_t *b = ac->data;
+    redisReply *r = reply;
+    if (!b || !r || r->type != REDIS_REPLY_ARRAY) return;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        log_info("presence_reaped", "user=%s", r->element[i]->str);
+        emit_presence(b, "user_offline", r->element[i]->str, r->element[i + 1]->str, NULL);
+    }
+}
+
+static void eval_now(broker_t *b, redisCallbackFn *cb, const char *body, const char *a1, const char *a2)
+{
+    buf_t s = BUF_INIT;
+    buf_append_str(&s, LUA_NOW);
+    buf_append_str(&s, body);
+    const char *argv[5] = {"EVAL", buf_cstr(&s), "0", a1, a2};
+    size_t argvlen[5] = {4, s.len, 1, strlen(a1), a2 ? strlen(a2) : 0};
+    redisAsyncCommandArgv(b->redis.cmd, cb, NULL, a2 ? 5 : 4, argv, argvlen);
+    buf_free(&s);
+}
+
+static void on_reconcile(redisAsyncContext *ac, void *reply, void *priv)
+{
+    broker_t *b = ac->data;
+    redisReply *r = reply;
+    if (!b || !r || r->type != REDIS_REPLY_ARRAY) return;
+    /* In Redis but not here: gone while we were not looking. */
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (!user_find(b, r->element[i]->str))
+            run_script(b, 0, r->element[i]->str, r->element[i + 1]->str, NULL);
+    /* Here: make sure Redis knows (idempotent; emits only real transitions). */
+    for (map_node_t *n = map_first(&b->users); n; n = map_next(&b->users, n)) {
+        brk_user_t *u = map_entry(n, brk_user_t, node);
+        run_script(b, 1, u->id, u->username ? u->username : u->id, NULL);
+    }
+    b->reconciled = 1;
+    log_info("presence_reconciled", "local_users=%zu redis_users=%zu", b->users.count, r->elements / 2);
+}
+
+static void reconcile(broker_t *b)
+{
+    char key[300];
+    snprintf(key, sizeof key, "chat:presence:inst:%s", g_bcfg.instance_id);
+    const char *argv[2] = {"HGETALL", key};
+    size_t argvlen[2] = {7, strlen(key)};
+    redisAsyncCommandArgv(b->redis.cmd, on_reconcile, NULL, 2, argv, argvlen);
+}
+
+void presence_redis_up(broker_t *b)
+{
+    /* After a Redis outage (not at start-up, which waits for the workers to re-register
+     * during the grace period), align Redis with what this host has now. */
+    if (b->reconciled) reconcile(b);
+}
+
+void presence_tick(broker_t *b)
+{
+    if (!redis_command_ready(b)) return;
+    int64_t now = brk_now_ms(b);
+    eval_now(b, NULL, LUA_HEARTBEAT, g_bcfg.instance_id, NULL);
+    redis_ping(b);
+    if (!b->reconciled && now - b->started_ms >= g_bcfg.presence_grace * 1000) reconcile(b);
+    if (now - b->last_heartbeat_ms >= 5000) {
+        b->last_heartbeat_ms = now;
+        char dead_after[32];
+        snprintf(dead_after, sizeof dead_after, "%lld", g_bcfg.presence_ttl * 1000 / 2);
+        eval_now(b, on_reaped, LUA_REAP, g_bcfg.instance_id, dead_after);
+    }
+}
+
+void presence_free(broker_t *b)
+{
+    for (map_node_t *n = map_first(&b->users), *next; n; n = next) {
+        next = map_next(&b->users, n);
+        brk_user_t *u = map_entry(n, brk_user_t, node);
+        free(u->username);
+        free(u);
+    }
+    map_free(&b->users);
+}

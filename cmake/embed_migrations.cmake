@@ -1,0 +1,20 @@
+# Generates a C file holding every migrations/NNNN_name.sql, in order, so the binaries
+# carry the schema they expect (the gateway refuses to start when the database is behind).
+# Usage: cmake -DSRC=<migrations dir> -DOUT=<file.c> -P embed_migrations.cmake
+file(GLOB files RELATIVE "${SRC}" "${SRC}/[0-9][0-9][0-9][0-9]_*.sql")
+list(SORT files)
+set(body "/* Generated from the migrations directory by cmake/embed_migrations.cmake. Do not edit. */\n#include \"migrate.h\"\n\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  file(READ "${SRC}/${f}" hex HEX)
+  string(LENGTH "${hex}" hl)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const char mig_${i}[] = {${bytes}0x00};\n")
+  string(REGEX REPLACE "\\.sql$" "" name "${f}")
+  string(APPEND table "    {\"${name}\", mig_${i}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "\nconst migration_t chat_migrations[] = {\n${table}};\nconst int chat_migrations_count = ${i};\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)

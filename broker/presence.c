@@ -26,7 +26,10 @@
 
 static const char LUA_NOW[] = "local t = redis.call('TIME') local now = t[1]*1000 + math.floor(t[2]/1000) ";
 
+/* Also a heartbeat: an instance that dies before its first tick must still be reaped. */
 static const char LUA_ONLINE[] =
+    "local t = redis.call('TIME') "
+    "redis.call('ZADD', 'chat:presence:instances', t[1]*1000 + math.floor(t[2]/1000), ARGV[1]) "
     "redis.call('HSET', 'chat:presence:inst:' .. ARGV[1], ARGV[2], ARGV[3]) "
     "local added = redis.call('SADD', 'chat:presence:user:' .. ARGV[2], ARGV[1]) "
     "redis.call('HSET', 'chat:online', ARGV[2], ARGV[3]) "
@@ -319,7 +322,10 @@ void presence_tick(broker_t *b)
     eval_now(b, NULL, LUA_HEARTBEAT, g_bcfg.instance_id, NULL);
     redis_ping(b);
     if (!b->reconciled && now - b->started_ms >= g_bcfg.presence_grace * 1000) reconcile(b);
-    if (now - b->last_heartbeat_ms >= 5000) {
+    /* Reap often enough that a dead instance's users are offline within presence_ttl:
+     * silent for ttl/2, noticed within ttl/6. */
+    int64_t every = g_bcfg.presence_ttl * 1000 / 6;
+    if (now - b->last_heartbeat_ms >= every) {
         b->last_heartbeat_ms = now;
         char dead_after[32];
         snprintf(dead_after, sizeof dead_after, "%lld", g_bcfg.presence_ttl * 1000 / 2);

@@ -222,6 +222,62 @@ int http_cookie_get(const char *v, size_t vlen, const char *name, char *out, siz
     return -1;
 }
 
+int http_transfer_encoding(const http_request_t *req)
+{
+    const http_header_t *te = http_header_find(req, "Transfer-Encoding");
+    if (!te) return 0;
+    if (http_header_find(req, "Content-Length")) return -2;
+    return te->value_len == 7 && strncasecmp(te->value, "chunked", 7) == 0 ? 1 : -1;
+}
+
+long http_chunked_decode(const char *buf, size_t len, buf_t *out, size_t max)
+{
+    size_t p = 0;
+    buf_reset(out);
+    for (;;) {
+        /* chunk-size [; ext] CRLF */
+        const char *nl = memchr(buf + p, '\n', len - p);
+        if (!nl) return len - p > 1024 ? -1 : 0;
+        size_t line_end = (size_t)(nl - buf);
+        uint64_t size = 0;
+        size_t q = p, digits = 0;
+        while (q < line_end && isxdigit((unsigned char)buf[q])) {
+            if (++digits > 15) return -1;
+            int c = buf[q++];
+            size = size * 16 + (uint64_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+        }
+        if (digits == 0) return -1;
+        while (q < line_end && (buf[q] == ' ' || buf[q] == '\t')) q++;
+        if (q < line_end && buf[q] != ';' && !(buf[q] == '\r' && q + 1 == line_end)) return -1;
+        p = line_end + 1;
+        if (size == 0) {
+            /* Trailer fields, then an empty line. */
+            for (;;) {
+                const char *tl = memchr(buf + p, '\n', len - p);
+                if (!tl) return len - p > 8192 ? -1 : 0;
+                size_t tle = (size_t)(tl - buf);
+                int empty = tle == p || (tle == p + 1 && buf[p] == '\r');
+                p = tle + 1;
+                if (empty) return (long)p;
+            }
+        }
+        if (out->len + size > max) return -2;
+        if (len - p < size) return 0;
+        buf_append(out, buf + p, (size_t)size);
+        p += (size_t)size;
+        if (len - p < 1) return 0;
+        if (buf[p] == '\r') {
+            if (len - p < 2) return 0;
+            if (buf[p + 1] != '\n') return -1;
+            p += 2;
+        } else if (buf[p] == '\n') {
+            p += 1;
+        } else {
+            return -1;
+        }
+    }
+}
+
 int http_content_length(const http_request_t *req, uint64_t *out)
 {
     *out = 0;

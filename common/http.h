@@ -78,6 +78,18 @@ int http_cookie_get(const char *v, size_t vlen, const char *name, char *out, siz
  * Transfer-Encoding is present (chunked bodies are not accepted). */
 int http_content_length(const http_request_t *req, uint64_t *out);
 
+/* Transfer-Encoding: 0 none, 1 exactly "chunked", -1 anything else (answer 501), -2 when
+ * Content-Length is present as well (answer 400: request smuggling). */
+int http_transfer_encoding(const http_request_t *req);
+
+/*
+ * Decode a complete chunked body from buf[0..len) into out (trailers are skipped).
+ * Returns the number of encoded bytes consumed once the last chunk and the trailer section
+ * have arrived, 0 when more bytes are needed, -1 when malformed, -2 when the decoded body
+ * would exceed max. Stateless: call again with more bytes (out is reset each call).
+ */
+long http_chunked_decode(const char *buf, size_t len, buf_t *out, size_t max);
+
 /* 1 when the connection may be kept open after the response. */
 int http_keep_alive(const http_request_t *req);
 

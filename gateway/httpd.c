@@ -355,11 +355,43 @@ void httpd_process(gw_conn_t *c)
             conn_http_error(c, 400, CHAT_ERR_VALIDATION, "malformed HTTP request", NULL, 0);
             return;
         }
-        uint64_t cl;
-        int r = http_content_length(&req, &cl);
-        if (r < 0) {
-            conn_http_error(c, 400, CHAT_ERR_VALIDATION,
-                            "invalid Content-Length (chunked bodies are not accepted)", NULL, 0);
+        int te = http_transfer_encoding(&req);
+        if (te == -1) {
+            conn_http_error(c, 501, CHAT_ERR_VALIDATION, "only chunked transfer coding is supported", NULL, 0);
+            return;
+        }
+        if (te == -2) {
+            conn_http_error(c, 400, CHAT_ERR_VALIDATION, "Content-Length with Transfer-Encoding", NULL, 0);
+            return;
+        }
+        uint64_t cl = 0;
+        if (te == 1) {
+            /* Chunked: decode once the whole body is here (bounded like any body). */
+            buf_t body = BUF_INIT;
+            long used = http_chunked_decode(c->in.data + hl, c->in.len - (size_t)hl, &body,
+                                            (size_t)g_cfg.polling_max_payload);
+            if (used < 0) {
+                buf_free(&body);
+                if (used == -2)
+                    conn_http_error(c, 413, CHAT_ERR_PAYLOAD_TOO_LARGE, "request body too large", NULL, 0);
+                else
+                    conn_http_error(c, 400, CHAT_ERR_VALIDATION, "malformed chunked body", NULL, 0);
+                return;
+            }
+            if (used == 0) {
+                buf_free(&body);
+                c->state = CS_HTTP_BODY;
+                return;
+            }
+            c->state = CS_HTTP_HEAD;
+            route(c, &req, body.data ? body.data : "", body.len);
+            buf_free(&body);
+            conn_request_done(c, (size_t)hl + (size_t)used);
+            if (c->state == CS_HTTP_HEAD) conn_arm_timer(c, c->w->tv_handshake);
+            continue;
+        }
+        if (http_content_length(&req, &cl) < 0) {
+            conn_http_error(c, 400, CHAT_ERR_VALIDATION, "invalid Content-Length", NULL, 0);
             return;
         }
         if (cl > (uint64_t)g_cfg.polling_max_payload) {

@@ -1,6 +1,7 @@
 #include "pgconn.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <event2/dns.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +81,13 @@ static void watch(pgconn_t *c, int read, int write)
     else event_del(&c->wev);
 }
 
-static void drop(pgconn_t *c, const char *why)
+static void drop(pgconn_t *c, const char *reason)
 {
+    /* The reason often points into the PGconn about to be finished: copy it first. */
+    char why[256];
+    snprintf(why, sizeof why, "%s", reason ? reason : "");
+    size_t wl = strlen(why);
+    while (wl && (why[wl - 1] == '\n' || why[wl - 1] == '\r')) why[--wl] = '\0';
     int was_ready = c->state == 3;
     if (c->pg) {
         event_del(&c->rev);

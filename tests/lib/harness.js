@@ -73,7 +73,11 @@ const SANITIZER = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|==\d+=
 // Stops every process, then fails the test file if any of them reported a sanitizer or
 // valgrind error (workers re-forked after a crash would otherwise hide it).
 async function stopAll() {
+  for (const b of brokerHandles) b.stopped = true;
+  brokerHandles.clear();
   await Promise.all([...procs].map((p) => p.stop('SIGTERM', 15000)));
+  for (const pg of pgProcs) pg.stop('immediate');
+  pgProcs.clear();
   for (const d of tmpdirs) { try { fs.rmSync(d, { recursive: true, force: true }); } catch (_) { /* ignore */ } }
   tmpdirs.clear();
   const bad = started.filter((p) => SANITIZER.test(p.out));
@@ -162,6 +166,141 @@ async function startGateway(opts = {}) {
   return p;
 }
 
+// ---- Redis, PostgreSQL, broker, cluster ----
+
+async function startRedis(opts = {}) {
+  const port = opts.port || await freePort();
+  const r = start(`redis:${port}`, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no', '--protected-mode', 'no']);
+  r.port = port;
+  r.url = `redis://127.0.0.1:${port}`;
+  r.cli = (...args) => execFileSync('redis-cli', ['-p', String(port), ...args]).toString().trim();
+  await waitFor(() => { try { return r.cli('PING') === 'PONG'; } catch (_) { return false; } }, { what: 'redis' });
+  r.restart = async () => {
+    await r.stop('SIGKILL');
+    const again = await startRedis({ port });
+    Object.assign(r, { child: again.child, exitPromise: again.exitPromise, out: again.out, exited: null });
+    r.kill = again.kill; r.killGroup = again.killGroup; r.stop = again.stop;
+    return r;
+  };
+  return r;
+}
+
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+const asRoot = process.getuid && process.getuid() === 0;
+function pgRun(bin, args, opts = {}) {
+  const cmd = asRoot ? 'runuser' : path.join(PG_BIN, bin);
+  const full = asRoot ? ['-u', 'postgres', '--', path.join(PG_BIN, bin), ...args] : args;
+  return execFileSync(cmd, full, { stdio: ['ignore', 'pipe', 'pipe'], ...opts }).toString();
+}
+
+// A throwaway PostgreSQL cluster (as the postgres user when we are root) with a migrated
+// template database; createDb() clones it in milliseconds.
+async function startPostgres() {
+  const port = await freePort();
+  const dir = tmpdir('chat-pg-');
+  if (asRoot) execFileSync('chown', ['postgres', dir]);
+  const data = path.join(dir, 'data');
+  pgRun('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale', 'C']);
+  const pg = {
+    port, dir, data,
+    url: (db) => `postgresql://postgres@127.0.0.1:${port}/${db}`,
+    start() {
+      pgRun('pg_ctl', ['-D', data, '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300`,
+        '-l', path.join(dir, 'log'), '-w', '-t', '30', 'start']);
+    },
+    stop(mode = 'fast') { try { pgRun('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop']); } catch (_) { /* already */ } },
+    psql(db, sql) {
+      return execFileSync('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', db,
+        '-v', 'ON_ERROR_STOP=1', '-At', '-c', sql]).toString().trim();
+    },
+    dbs: 0,
+    async createDb() {
+      const name = `chat_${++pg.dbs}`;
+      pg.psql('postgres', `CREATE DATABASE ${name} TEMPLATE chat_template`);
+      return pg.url(name);
+    },
+  };
+  pg.start();
+  pgProcs.add(pg);
+  pg.psql('postgres', 'CREATE DATABASE chat_template');
+  execFileSync(BIN.chatctl, ['migrate', '--database-url', pg.url('chat_template')], { stdio: 'pipe' });
+  return pg;
+}
+const pgProcs = new Set();
+const brokerHandles = new Set();
+let instanceCounter = 0;
+
+// A chat-broker, restarted like a service manager would when it dies (unless stopped).
+async function startBroker(opts) {
+  const sock = opts.socket;
+  const env = {
+    CHAT_BROKER_SOCKET: sock, CHAT_REDIS_URL: opts.redisUrl, CHAT_INSTANCE_ID: opts.instanceId,
+    CHAT_LOG_LEVEL: 'info', ...(opts.env || {}),
+  };
+  const wrap = process.env.CHAT_TEST_WRAPPER ? process.env.CHAT_TEST_WRAPPER.split(' ') : [];
+  const handle = { restarts: 0, stopped: false, out: () => handle.proc.out };
+  brokerHandles.add(handle);
+  const launch = () => {
+    handle.proc = start(`broker:${opts.instanceId}`, wrap.length ? wrap[0] : BIN.broker,
+      wrap.length ? [...wrap.slice(1), BIN.broker] : [], { env });
+    handle.proc.exitPromise.then(() => {
+      if (handle.stopped) return;
+      handle.restarts++;
+      setTimeout(() => { if (!handle.stopped) launch(); }, 100);
+    });
+  };
+  launch();
+  handle.pid = () => handle.proc.child.pid;
+  handle.stop = async () => { handle.stopped = true; await handle.proc.stop(); };
+  await waitFor(() => fs.existsSync(sock), { what: `broker socket ${sock}` });
+  return handle;
+}
+
+// instances x workers: Redis, PostgreSQL (unless db: false), one broker and one gateway per
+// instance on consecutive ports.
+async function startCluster(opts = {}) {
+  const n = opts.instances || 2;
+  const cl = { brokers: [], gateways: [], ids: [] };
+  cl.redis = opts.redis || await startRedis();
+  if (opts.db !== false) {
+    cl.pg = opts.pg || await startPostgres();
+    cl.db = await cl.pg.createDb();
+  }
+  const dir = tmpdir('chat-sock-');
+  for (let i = 0; i < n; i++) {
+    const id = `inst${String.fromCharCode(97 + instanceCounter++)}`; // unique per test file
+    cl.ids.push(id);
+    cl.brokers.push(await startBroker({
+      socket: path.join(dir, `${id}.sock`), redisUrl: cl.redis.url, instanceId: id,
+      env: { CHAT_PRESENCE_GRACE: '1', ...(opts.brokerEnv || {}) },
+    }));
+  }
+  for (let i = 0; i < n; i++) {
+    cl.gateways.push(await startGateway({
+      workers: opts.workers || 2,
+      env: {
+        CHAT_BROKER_SOCKET: path.join(dir, `${cl.ids[i]}.sock`),
+        CHAT_INSTANCE_ID: cl.ids[i],
+        ...(cl.db ? { CHAT_DATABASE_URL: cl.db } : {}),
+        CHAT_API_KEY: 'test-api-key',
+        ...(opts.env || {}),
+      },
+    }));
+  }
+  cl.url = (i, p = '/ws') => `ws://127.0.0.1:${cl.gateways[i].port}${p}`;
+  cl.port = (i) => cl.gateways[i].port;
+  await Promise.all(cl.gateways.map((g) => waitHttp(g.port, '/readyz', 15000)));
+  return cl;
+}
+
+// Which worker of the gateway logged conn_open for this user: "w0", "w1"...
+function workerOf(gw, user) {
+  const re = new RegExp(`\\[[^\\]]*/(w\\d+)\\] conn_open [^\\n]*user=${user} `, 'g');
+  const m = [...gw.out.matchAll(re)];
+  return m.length ? m[m.length - 1][1] : null;
+}
+
 function gatewayPids(gw) {
   // Master pid plus its children (workers).
   const out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(gw.child.pid)]).toString();
@@ -185,4 +324,5 @@ const sanitized = !!process.env.CHAT_SANITIZED;
 module.exports = {
   sanitized, ROOT, BUILD, BIN, SECRET, sleep, freePort, tmpdir, start, stopAll, httpGet, httpRequest,
   waitFor, waitHttp, token, startGateway, gatewayPids, rssKiB, fdCount, procs,
+  startRedis, startPostgres, startBroker, startCluster, workerOf,
 };

@@ -195,3 +195,30 @@ Test(http, response_head)
                                    "Content-Length: 2\r\nConnection: close\r\nX-A: b\r\n\r\n");
     buf_free(&b);
 }
+
+Test(http, chunked_bodies)
+{
+    buf_t out = BUF_INIT;
+    const char *ok = "4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+    long n = http_chunked_decode(ok, strlen(ok), &out, 1000);
+    cr_assert_eq(n, (long)strlen(ok) - 4);
+    cr_assert_eq(out.len, 23);
+    cr_assert_eq(memcmp(out.data, "Wikipedia in\r\n\r\nchunks.", 23), 0);
+    /* Every strict prefix needs more. */
+    for (size_t i = 0; i < strlen(ok) - 4; i++)
+        cr_assert_eq(http_chunked_decode(ok, i, &out, 1000), 0, "prefix %zu", i);
+    cr_assert_eq(http_chunked_decode(ok, strlen(ok), &out, 10), -2);
+    const char *bad[] = {"z\r\n", "4\r\nWikiXX0\r\n\r\n", "\r\n", "10000000000000000\r\n"};
+    for (size_t i = 0; i < 4; i++) cr_assert_eq(http_chunked_decode(bad[i], strlen(bad[i]), &out, 1000), -1, "case %zu", i);
+    http_request_t req;
+    const char *r1 = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    http_parse_request(r1, strlen(r1), &req, 8192, 64);
+    cr_assert_eq(http_transfer_encoding(&req), 1);
+    const char *r2 = "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+    http_parse_request(r2, strlen(r2), &req, 8192, 64);
+    cr_assert_eq(http_transfer_encoding(&req), -1);
+    const char *r3 = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+    http_parse_request(r3, strlen(r3), &req, 8192, 64);
+    cr_assert_eq(http_transfer_encoding(&req), -2);
+    buf_free(&out);
+}

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -141,6 +142,16 @@ int main(int argc, char **argv)
     }
     if (*g_cfg.database_url == '\0' && !g_cfg.echo && !g_cfg.conformance)
         log_warn("memory_store", "reason=\"no --database-url: messages are kept in memory only\"");
+
+    /* Every connection is a descriptor: use all the hard limit allows. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (long long)rl.rlim_cur < g_cfg.max_connections + 64)
+        log_info("fd_limit", "limit=%llu max_connections=%lld reason=\"each worker holds at most limit-64 connections\"",
+                 (unsigned long long)rl.rlim_cur, g_cfg.max_connections);
 
     httpd_static_load(g_cfg.static_dir);
     gw_metrics_shm_t *shm = metrics_shm_create();

@@ -53,6 +53,14 @@ static gw_frame_t *outq_pop(gw_outq_t *q)
     return f;
 }
 
+gw_frame_t *outq_take(gw_outq_t *q)
+{
+    if (!q->count) return NULL;
+    gw_frame_t *f = outq_pop(q);
+    q->bytes -= q->payload_only ? f->len - f->hdr : f->len;
+    return f;
+}
+
 void outq_clear(gw_outq_t *q)
 {
     while (q->count) frame_unref(outq_pop(q));
@@ -237,10 +245,13 @@ static void start_linger(gw_conn_t *c)
 static void mark_dirty(gw_conn_t *c)
 {
     if (!(c->flags & CF_DIRTY) && !(c->flags & CF_WANT_WRITE)) {
+        gw_worker_t *w = c->w;
         c->flags |= CF_DIRTY;
-        c->dirty_next = c->w->dirty;
-        c->w->dirty = c;
-        gw_want_flush(c->w);
+        c->dirty_next = NULL;
+        if (w->dirty) w->dirty_tail->dirty_next = c;
+        else w->dirty = c;
+        w->dirty_tail = c;
+        gw_want_flush(w);
     }
 }
 
@@ -348,7 +359,7 @@ void conn_flush_all(gw_worker_t *w)
     /* New connections may be marked dirty while flushing (a close cascades): loop. */
     while (w->dirty) {
         gw_conn_t *list = w->dirty;
-        w->dirty = NULL;
+        w->dirty = w->dirty_tail = NULL;
         while (list) {
             gw_conn_t *c = list;
             list = c->dirty_next;
@@ -416,11 +427,9 @@ static int on_ws_message(void *ud, int op, uint8_t *data, size_t len)
 {
     gw_conn_t *c = ud;
     if (c->kind == CK_SIO_WS) {
-        if (op != WS_OP_TEXT) {
-            conn_ws_close(c, WS_CLOSE_UNSUPPORTED, "binary packets are not supported");
-        } else if (c->eio) {
-            sio_ws_packet(c->eio, c, (char *)data, len);
-        }
+        if (!c->eio) return 1;
+        if (op != WS_OP_TEXT) sio_ws_binary(c->eio, c, (char *)data, len);
+        else sio_ws_packet(c->eio, c, (char *)data, len);
     } else if (g_cfg.echo) {
         conn_send(c, frame_ws(op, data, len));
     } else if (op != WS_OP_TEXT) {

@@ -63,6 +63,8 @@ void conn_close_all(gw_worker_t *w, uint16_t code, const char *reason);
 /* Output-queue primitives, shared with the Engine.IO polling queue. */
 int outq_push(gw_outq_t *q, gw_frame_t *f);
 void outq_clear(gw_outq_t *q);
+/* Remove and return the oldest frame (the caller owns its reference); NULL when empty. */
+gw_frame_t *outq_take(gw_outq_t *q);
 /* Move every queued payload into b, separated by the Engine.IO record separator. */
 void outq_drain_payloads(gw_outq_t *q, buf_t *b);
 

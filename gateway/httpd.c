@@ -314,7 +314,8 @@ static int path_prefix(const http_request_t *req, const char *p)
 static void route(gw_conn_t *c, const http_request_t *req, const char *body, size_t len)
 {
     int keep = http_keep_alive(req) && !c->w->draining;
-    if (path_prefix(req, "/socket.io/") || http_path_is(req, "/socket.io")) {
+    if (path_prefix(req, "/socket.io/") || http_path_is(req, "/socket.io") ||
+        (g_cfg.conformance && (path_prefix(req, "/engine.io/") || http_path_is(req, "/engine.io")))) {
         sio_http(c, req, body, len);
         return;
     }
@@ -355,6 +356,9 @@ void httpd_process(gw_conn_t *c)
             conn_http_error(c, 400, CHAT_ERR_VALIDATION, "malformed HTTP request", NULL, 0);
             return;
         }
+        /* A Socket.IO request for another worker's session goes there before its body. */
+        if ((path_prefix(&req, "/socket.io/") || path_prefix(&req, "/engine.io/")) && sio_handoff(c, &req))
+            return;
         int te = http_transfer_encoding(&req);
         if (te == -1) {
             conn_http_error(c, 501, CHAT_ERR_VALIDATION, "only chunked transfer coding is supported", NULL, 0);

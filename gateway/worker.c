@@ -53,6 +53,7 @@ static void on_flush(evutil_socket_t fd, short ev, void *arg)
     w->store->ops->flush(w->store);
     bus_flush(w->bus);
     conn_flush_all(w);
+    sio_free_closed(w);
 }
 
 static void on_accept(evutil_socket_t fd, short ev, void *arg)

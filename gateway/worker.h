@@ -125,6 +125,44 @@ struct gw_member {
     uint8_t state;              /* enum member_state (rooms.h) */
 };
 
+/* An Engine.IO session (sio.c): outlives its transports, carries one chat socket per
+ * Socket.IO namespace. */
+enum eio_transport { ET_POLLING = 0, ET_WEBSOCKET = 1 };
+enum eio_mode { EM_SOCKETIO = 0, EM_ECHO = 1 /* conformance: the Engine.IO test suite */ };
+
+struct gw_eio {
+    map_node_t node;
+    gw_worker_t *w;
+    uint8_t mode;
+    uint8_t transport;
+    uint8_t closed;
+    uint8_t upgrading; /* probe done on a WebSocket, waiting for "5" */
+    uint8_t pong_wait;
+    uint8_t flush_armed;
+    uint8_t connected_any; /* a namespace was connected at least once */
+    gw_conn_t *ws;    /* the WebSocket transport, once upgraded (or direct) */
+    gw_conn_t *probe; /* a WebSocket being probed during an upgrade */
+    gw_conn_t *poll;  /* a parked long-poll GET */
+    gw_outq_t pq;     /* packets waiting for a GET (payloads of WebSocket frames) */
+    gw_sock_t *socks[GW_NSP_COUNT];
+    struct event tev; /* heartbeat */
+    struct event cev; /* connect timeout; conformance: the deferred "auth" echo */
+    char *pending_auth; /* conformance: the auth event to send after the CONNECT ack */
+    int64_t ping_at_ms;   /* when the next ping is due (wall clock) */
+    int64_t pong_by_ms;   /* while pong_wait: the deadline */
+    struct event fev; /* answer the parked GET at the end of the turn */
+    char *hs_token;   /* token of the handshake request (query, header, cookie) */
+    char *origin;     /* Origin of the handshake, for CORS answers */
+    struct gw_eio *grave_next;
+    /* Conformance echo of a binary Socket.IO packet: the header and its attachments. */
+    buf_t bin_head;
+    int bin_expect;
+    gw_frame_t *bin_parts[8];
+    int bin_have;
+    char peer[48];
+    char sid[96];
+};
+
 /* A message held back by a room until the gap before it is filled. */
 typedef struct gw_pending {
     struct gw_pending *next;
@@ -158,7 +196,8 @@ struct gw_worker {
     struct event sig_ev;
     gw_conn_t *conns;
     uint32_t nconns;
-    gw_conn_t *dirty;
+    gw_conn_t *dirty; /* written in the order they became dirty */
+    gw_conn_t *dirty_tail;
     gw_conn_t *grave;
     gw_sock_t *socks;
     uint32_t nsocks;
@@ -179,6 +218,7 @@ struct gw_worker {
     const struct timeval *tv_handshake;
     const struct timeval *tv_linger;
     uint64_t counter;
+    gw_eio_t *eio_grave; /* closed sessions, freed by the flush */
     int handoff_fd;   /* receives sockets handed over by other workers (SCM_RIGHTS) */
     int *peer_fds;    /* send ends of every worker's handoff socket */
     struct event handoff_ev;

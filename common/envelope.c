@@ -61,6 +61,16 @@ void jsonw_user_id(buf_t *b, const char *uid)
     else jsonw_str(b, uid, n);
 }
 
+int json_has_nul(const char *s, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && i + 5 < n && memcmp(s + i + 2, "0000", 4) == 0) return 1;
+        i++; /* skip the escaped character (an escaped backslash included) */
+    }
+    return 0;
+}
+
 int env_parse(const char *text, size_t len, env_msg_t *m, const char **why)
 {
     memset(m, 0, sizeof *m);
@@ -100,6 +110,11 @@ int env_parse(const char *text, size_t len, env_msg_t *m, const char **why)
     }
     m->event = ev->valuestring;
     m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
+    if (json_has_nul(text, len)) {
+        /* cJSON strings end at NUL: refuse rather than store a silently cut text. */
+        *why = "strings must not contain NUL (\\u0000)";
+        return -1;
+    }
     return 0;
 }
 
@@ -157,6 +172,44 @@ void chat_iso8601(long long ms, char out[32])
     gmtime_r(&sec, &tm);
     size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+}
+
+int chat_iso8601_parse(const char *s, size_t n, long long *ms)
+{
+    int f[7] = {0};
+    static const int pos[7] = {0, 5, 8, 11, 14, 17, 20};
+    static const int len[7] = {4, 2, 2, 2, 2, 2, 3};
+    if (n < 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[19] != '.' || s[23] != 'Z')
+        return -1;
+    for (int i = 0; i < 7; i++)
+        for (int j = 0; j < len[i]; j++) {
+            char c = s[pos[i] + j];
+            if (c < '0' || c > '9') return -1;
+            f[i] = f[i] * 10 + (c - '0');
+        }
+    if (f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > 31 || f[3] > 23 || f[4] > 59 || f[5] > 60) return -1;
+    /* Days from civil (Howard Hinnant's algorithm): no timegm, no locale. */
+    int y = f[0] - (f[1] <= 2);
+    int era = (y >= 0 ? y : y - 399) / 400;
+    int yoe = y - era * 400;
+    int doy = (153 * (f[1] + (f[1] > 2 ? -3 : 9)) + 2) / 5 + f[2] - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long long days = (long long)era * 146097 + doe - 719468;
+    *ms = ((days * 86400 + f[3] * 3600 + f[4] * 60 + f[5]) * 1000) + f[6];
+    return 0;
+}
+
+long long chat_message_ts(const char *json, size_t n)
+{
+    static const char key[] = "\"timestamp\":\"";
+    const char *end = json + n;
+    for (const char *p = json; p + sizeof key - 1 + 24 <= end; p++) {
+        if (*p != '"' || memcmp(p, key, sizeof key - 1) != 0) continue;
+        long long ms;
+        return chat_iso8601_parse(p + sizeof key - 1, (size_t)(end - p - (sizeof key - 1)), &ms) == 0 ? ms : -1;
+    }
+    return -1;
 }
 
 void chat_fmt_room_message(buf_t *b, long long id, long long seq, const char *text, size_t len,
@@ -309,7 +362,7 @@ static int cmid_field(const cJSON *data, req_send_t *r, const char **why)
     memcpy(r->client_msg_id, v->valuestring, n + 1);
     return 0;
 bad:
-    *why = "clientMsgId must be a string of 1-64 characters";
+    *why = "clientMsgId must be a string of 1-64 bytes";
     return -1;
 }
 

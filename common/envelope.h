@@ -54,6 +54,10 @@ void jsonw_user_id(buf_t *b, const char *uid);
 
 /* "2026-11-25T10:38:50.123Z" (the shape of JavaScript's Date#toISOString). */
 void chat_iso8601(long long ms, char out[32]);
+/* Parse that shape back ("YYYY-MM-DDTHH:MM:SS.mmmZ"); 0 or -1. */
+int chat_iso8601_parse(const char *s, size_t n, long long *ms);
+/* The "timestamp" of a message JSON, in ms since the epoch; -1 when absent. */
+long long chat_message_ts(const char *json, size_t n);
 /* {"id","seq","text","roomId","userId","username","timestamp"} */
 void chat_fmt_room_message(buf_t *b, long long id, long long seq, const char *text, size_t len,
                            const char *room, const char *user_id, const char *username,
@@ -79,6 +83,8 @@ typedef struct env_msg {
  */
 int env_parse(const char *text, size_t len, env_msg_t *m, const char **why);
 void env_free(env_msg_t *m);
+/* 1 when JSON text contains the escape \u0000 (a NUL inside a string). */
+int json_has_nul(const char *s, size_t n);
 
 /* {"event":E,"data":DATA} — data_json is already-encoded JSON (NULL = omit data). */
 void env_encode_event(buf_t *b, const char *event, const char *data_json, size_t data_len);

@@ -126,6 +126,15 @@ void chat_fail(gw_req_t *r, chat_err_t code, const char *message)
 {
     gw_sock_t *s = r->sock;
     s->w->m->err[code]++;
+    /* One line per error; a flood is logged once, when the bucket runs dry. */
+    if (code != CHAT_ERR_RATE_LIMITED || !s->limited) {
+        int n;
+        const char *const *names = chat_event_names(&n);
+        log_info("request_error", "user=%s sid=%s request=%s code=%s msg=\"%s\"",
+                 s->user ? s->user->id : "-", s->sid, r->ev < n ? names[r->ev] : "-",
+                 chat_err_code(code), message);
+    }
+    if (code == CHAT_ERR_RATE_LIMITED) s->limited = 1;
     if (s->closed) return;
     buf_t b = BUF_INIT;
     s->w->m->ev_out[EO_ERROR]++;
@@ -230,6 +239,14 @@ static void deliver_local(gw_worker_t *w, const char *topic, gw_bcast_t *b, gw_s
 {
     int eo = chat_eo_index(b->event);
     if (strncmp(topic, "room:", 5) == 0) {
+        if (seq >= 0) {
+            /* Send-to-deliver latency: from the commit timestamp to reaching this worker. */
+            long long ts = chat_message_ts(b->data, b->data_len);
+            if (ts > 0) {
+                double d = (double)(gw_now_ms(w) - ts) / 1000.0;
+                metrics_observe(w->m, MH_DELIVER_LATENCY, d > 0 ? d : 0);
+            }
+        }
         if (seq >= 0 && w->store->ordered) room_message(w, topic + 5, seq, b->data, b->data_len);
         else room_event(w, topic + 5, b, exclude, eo);
     } else if (strncmp(topic, "user:", 5) == 0) {
@@ -402,6 +419,22 @@ static void room_user_event(gw_sock_t *s, const char *room, const char *event)
     room_user_event_extra(s, room, event, NULL);
 }
 
+/* Can a write be accepted now? Refused (UNAVAILABLE) while the cluster bus is down, since
+ * the message could not be delivered, and while draining, since the client is about to be
+ * told to reconnect (its retry, with the same clientMsgId, goes to another instance). */
+static int writable(gw_sock_t *s, gw_req_t *r)
+{
+    if (s->w->draining) {
+        chat_fail(r, CHAT_ERR_UNAVAILABLE, "server is draining, reconnect and retry");
+        return 0;
+    }
+    if (!bus_can_publish(s->w->bus)) {
+        chat_fail(r, CHAT_ERR_UNAVAILABLE, "cluster bus unavailable, retry later");
+        return 0;
+    }
+    return 1;
+}
+
 static void on_joined(void *arg, const store_list_t *res)
 {
     chat_op_t *op = arg;
@@ -539,10 +572,7 @@ static void h_send(gw_sock_t *s, const cJSON *data, gw_req_t *r)
         chat_fail(r, CHAT_ERR_FORBIDDEN, "join the room first (wait for the join_room ack)");
         return;
     }
-    if (!bus_can_publish(s->w->bus)) {
-        chat_fail(r, CHAT_ERR_UNAVAILABLE, "cluster bus unavailable, retry later");
-        return;
-    }
+    if (!writable(s, r)) return;
     chat_op_t *op = op_new(r, q.text, q.text_len);
     if (!op) return;
     snprintf(op->room, sizeof op->room, "%s", q.room_id);
@@ -608,10 +638,7 @@ static void h_dm(gw_sock_t *s, const cJSON *data, gw_req_t *r)
         chat_fail(r, CHAT_ERR_VALIDATION, why);
         return;
     }
-    if (!bus_can_publish(s->w->bus)) {
-        chat_fail(r, CHAT_ERR_UNAVAILABLE, "cluster bus unavailable, retry later");
-        return;
-    }
+    if (!writable(s, r)) return;
     chat_op_t *op = op_new(r, q.text, q.text_len);
     if (!op) return;
     snprintf(op->room, sizeof op->room, "%s", q.room_id);
@@ -755,6 +782,7 @@ static int rate_take(gw_sock_t *s)
     }
     if (s->tokens_milli < 1000) return 0;
     s->tokens_milli -= 1000;
+    s->limited = 0;
     return 1;
 }
 
@@ -773,7 +801,7 @@ static void dispatch(gw_sock_t *s, const char *event, const cJSON *data, gw_req_
 
 void chat_raw_message(gw_sock_t *s, const char *text, size_t len)
 {
-    gw_req_t r = {.sock = s, .ack_id = -1};
+    gw_req_t r = {.sock = s, .ack_id = -1, .ev = N_EVENTS};
     env_msg_t m;
     const char *why = NULL;
     int rc = env_parse(text, len, &m, &why);
@@ -791,7 +819,7 @@ void chat_raw_message(gw_sock_t *s, const char *text, size_t len)
 
 void chat_sio_event(gw_sock_t *s, const char *json, size_t len, long long ack_id)
 {
-    gw_req_t r = {.sock = s, .ack_id = ack_id};
+    gw_req_t r = {.sock = s, .ack_id = ack_id, .ev = N_EVENTS};
     if (!rate_take(s)) {
         s->w->m->c[MC_RATE_LIMITED]++;
         chat_fail(&r, CHAT_ERR_RATE_LIMITED, "rate limit exceeded, slow down");
@@ -801,6 +829,8 @@ void chat_sio_event(gw_sock_t *s, const char *json, size_t len, long long ack_id
     const cJSON *ev = cJSON_GetArrayItem(arr, 0);
     if (!cJSON_IsArray(arr) || !cJSON_IsString(ev) || !*ev->valuestring) {
         chat_fail(&r, CHAT_ERR_VALIDATION, "event must be [name, data]");
+    } else if (json_has_nul(json, len)) {
+        chat_fail(&r, CHAT_ERR_VALIDATION, "strings must not contain NUL (\\u0000)");
     } else if (g_cfg.conformance) {
         sio_conformance_event(s, arr, ack_id);
     } else {

@@ -219,7 +219,7 @@ void conn_close(gw_conn_t *c, const char *why)
     ws_reader_free(&c->ws);
     buf_free(&c->in);
     /* Free at the end of the loop turn, never inside a callback of this connection. */
-    c->dirty_next = w->grave;
+    c->grave_next = w->grave;
     w->grave = c;
     gw_want_flush(w);
 }
@@ -258,8 +258,9 @@ static void mark_dirty(gw_conn_t *c)
 /* Over the cap (or out of memory): the connection is closed by the flush at the end of
  * this loop turn, not here, because conn_send runs inside fan-out loops over room members
  * that closing would modify. */
-static void doom(gw_conn_t *c)
+static void doom(gw_conn_t *c, size_t frame)
 {
+    log_debug("outbuf_full", "peer=%s queued=%llu frame=%zu", c->peer, (unsigned long long)c->out.bytes, frame);
     c->flags |= CF_KILL;
     c->flags &= (uint8_t)~CF_WANT_WRITE;
     event_del(&c->wev);
@@ -274,8 +275,9 @@ int conn_send(gw_conn_t *c, gw_frame_t *f)
         return -1;
     }
     if (c->out.bytes + f->len > (uint64_t)g_cfg.max_outbuf || outq_push(&c->out, f) < 0) {
+        size_t fl = f->len;
         frame_unref(f);
-        doom(c);
+        doom(c, fl);
         return -1;
     }
     c->w->m->g[MG_OUTBUF_BYTES] += f->len;
@@ -379,7 +381,7 @@ void conn_flush_all(gw_worker_t *w)
     }
     while (w->grave) {
         gw_conn_t *c = w->grave;
-        w->grave = c->dirty_next;
+        w->grave = c->grave_next;
         if (c->refs == 0) free(c); /* else the last conn_unref frees it */
     }
 }
@@ -393,7 +395,7 @@ void conn_unref(gw_conn_t *c)
 {
     if (--c->refs == 0 && c->state == CS_DEAD) {
         /* Still on the grave list? Then the flush will free it. */
-        for (gw_conn_t *g = c->w->grave; g; g = g->dirty_next)
+        for (gw_conn_t *g = c->w->grave; g; g = g->grave_next)
             if (g == c) return;
         free(c);
     }

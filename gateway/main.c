@@ -201,6 +201,10 @@ int main(int argc, char **argv)
                          sig == SIGTERM ? "TERM" : "INT", n, g_cfg.drain_seconds);
                 for (int i = 0; i < n; i++)
                     if (kids[i].pid > 0) kill(kids[i].pid, SIGTERM);
+                /* Stop accepting: once the workers close theirs too, connection attempts
+                 * are refused at once (the load balancer retries elsewhere) instead of
+                 * queueing in a backlog nobody reads. */
+                for (int i = 0; i < n; i++) close(kids[i].listen_fd);
             } else if (sig == SIGINT) {
                 log_warn("gateway_kill", "reason=\"second interrupt\"");
                 for (int i = 0; i < n; i++)

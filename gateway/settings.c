@@ -117,6 +117,13 @@ int settings_load(int argc, char **argv)
     /* The conformance suites count every packet: no presence broadcasts there. */
     if (g_cfg.conformance || g_cfg.echo) g_cfg.presence_events = PRESENCE_NONE;
     if (g_cfg.max_message_bytes < g_cfg.max_frame_bytes) g_cfg.max_message_bytes = g_cfg.max_frame_bytes;
+    /* One echoed or broadcast message must always fit the outbound queue. */
+    if (g_cfg.max_outbuf < 2 * g_cfg.max_message_bytes + 65536) {
+        long long want = 2 * g_cfg.max_message_bytes + 65536;
+        fprintf(stderr, "chat-gateway: --max-outbuf raised from %lld to %lld (twice --max-message-bytes)\n",
+                g_cfg.max_outbuf, want);
+        g_cfg.max_outbuf = want;
+    }
     int hmac = strncmp(g_cfg.jwt_alg, "HS", 2) == 0;
     if (hmac) {
         g_cfg.jwt_key_material = g_cfg.jwt_secret;

@@ -113,7 +113,11 @@ static void start_drain(gw_worker_t *w)
     if (w->draining) return;
     w->draining = 1;
     w->drain_deadline_ms = gw_now_ms(w) + g_cfg.drain_seconds * 1000;
-    if (w->listen_fd >= 0) event_del(&w->lev);
+    if (w->listen_fd >= 0) {
+        event_del(&w->lev);
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
     log_info("drain_start", "connections=%u deadline_s=%lld", w->nconns, g_cfg.drain_seconds);
     struct timeval tv = {0, 100 * 1000};
     event_del(&w->tick_ev);

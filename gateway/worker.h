@@ -76,7 +76,9 @@ struct gw_conn {
     uint16_t close_code;
     uint16_t refs; /* asynchronous work that will come back to this connection */
     struct gw_conn *prev, *next; /* the worker's connections */
-    struct gw_conn *dirty_next;
+    struct gw_conn *dirty_next; /* the worker's dirty list */
+    struct gw_conn *grave_next; /* the worker's grave list (separate: a closed connection
+                                   may still be linked in the dirty list this turn) */
     struct event rev, wev, tev;
     gw_outq_t out;
     buf_t in;           /* HTTP head and body bytes */
@@ -103,6 +105,7 @@ struct gw_sock {
     uint8_t nsp; /* Socket.IO namespace index */
     uint8_t closed;
     uint8_t nrooms;
+    uint8_t limited; /* the last event was rate limited (log once per flood) */
     int64_t tokens_milli; /* rate-limit bucket, in thousandths of an event */
     int64_t bucket_ms;
     char sid[24];

@@ -265,7 +265,7 @@ async function startCluster(opts = {}) {
   cl.redis = opts.redis || await startRedis();
   if (opts.db !== false) {
     cl.pg = opts.pg || await startPostgres();
-    cl.db = await cl.pg.createDb();
+    cl.db = opts.dbUrl || await cl.pg.createDb(); // dbUrl: join another cluster's database
   }
   const dir = tmpdir('chat-sock-');
   for (let i = 0; i < n; i++) {
@@ -292,6 +292,19 @@ async function startCluster(opts = {}) {
   cl.port = (i) => cl.gateways[i].port;
   await Promise.all(cl.gateways.map((g) => waitHttp(g.port, '/readyz', 15000)));
   return cl;
+}
+
+// haproxy in front of a cluster, configured by scripts/haproxy-config (deploy/haproxy.cfg).
+async function startHaproxy(cl, opts = {}) {
+  const port = opts.port || await freePort();
+  const dir = tmpdir('chat-haproxy-');
+  const cfg = path.join(dir, 'haproxy.cfg');
+  const servers = cl.ids.map((id, i) => `${id}=127.0.0.1:${cl.port(i)}`);
+  fs.writeFileSync(cfg, execFileSync(path.join(ROOT, 'scripts', 'haproxy-config'), [String(port), ...servers]));
+  const p = start(`haproxy:${port}`, 'haproxy', ['-f', cfg, '-db']);
+  p.port = port;
+  await waitFor(async () => (await httpGet(port, '/healthz')).status === 200, { what: 'haproxy' });
+  return p;
 }
 
 // Which worker of the gateway logged conn_open for this user: "w0", "w1"...
@@ -324,5 +337,5 @@ const sanitized = !!process.env.CHAT_SANITIZED;
 module.exports = {
   sanitized, ROOT, BUILD, BIN, SECRET, sleep, freePort, tmpdir, start, stopAll, httpGet, httpRequest,
   waitFor, waitHttp, token, startGateway, gatewayPids, rssKiB, fdCount, procs,
-  startRedis, startPostgres, startBroker, startCluster, workerOf,
+  startRedis, startPostgres, startBroker, startCluster, workerOf, startHaproxy,
 };

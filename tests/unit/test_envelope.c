@@ -221,3 +221,34 @@ Test(envelope, message_shapes)
                                    "\"Bob\",\"recipientId\":7,\"timestamp\":\"1970-01-01T00:00:00.000Z\"}");
     buf_free(&b);
 }
+
+Test(envelope, iso8601_roundtrip)
+{
+    long long samples[] = {0, 1764067130123LL, 951782400000LL /* 2000-02-29 */, 4102444799999LL};
+    for (size_t i = 0; i < 4; i++) {
+        char ts[32];
+        chat_iso8601(samples[i], ts);
+        long long back;
+        cr_assert_eq(chat_iso8601_parse(ts, strlen(ts), &back), 0, "%s", ts);
+        cr_assert_eq(back, samples[i], "%s", ts);
+    }
+    long long ms;
+    cr_assert_eq(chat_iso8601_parse("2026-13-01T00:00:00.000Z", 24, &ms), -1);
+    cr_assert_eq(chat_iso8601_parse("2026-01-01 00:00:00.000Z", 24, &ms), -1);
+    const char *j = "{\"id\":1,\"timestamp\":\"1970-01-01T00:00:01.500Z\"}";
+    cr_assert_eq(chat_message_ts(j, strlen(j)), 1500);
+    cr_assert_eq(chat_message_ts("{}", 2), -1);
+}
+
+Test(envelope, nul_escapes_are_refused)
+{
+    cr_assert(json_has_nul("\"a\\u0000b\"", 10));
+    cr_assert_not(json_has_nul("\"a\\\\u0000b\"", 11)); /* an escaped backslash, then text */
+    cr_assert_not(json_has_nul("\"\\u00001\"", 4));         /* cut short */
+    env_msg_t m;
+    const char *why;
+    const char *s = "{\"event\":\"send_message\",\"data\":{\"text\":\"a\\u0000b\"},\"id\":1}";
+    cr_assert_eq(env_parse(s, strlen(s), &m, &why), -1);
+    cr_assert_str_eq(m.id, "1");
+    env_free(&m);
+}

@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +18,8 @@ static struct {
     const char *component;
     const char *instance;
     int worker;
-} g_log = {LOG_INFO, 0, "chat", "", -1};
+    unsigned long dropped; /* lines not written because stderr was full */
+} g_log = {LOG_INFO, 0, "chat", "", -1, 0};
 
 void log_setup(int level, int json, const char *component, const char *instance, int worker)
 {
@@ -97,12 +100,69 @@ static void kv_to_json(buf_t *b, const char *s)
     }
 }
 
-void log_write(int level, const char *event, const char *fmt, ...)
+unsigned long log_dropped(void)
+{
+    return g_log.dropped;
+}
+
+/*
+ * stderr is a pipe to a log collector more often than not, and a worker blocked in write(2)
+ * on a full pipe would stall every connection it holds. So a line is written only when
+ * poll(2) says it fits now (a pipe with room takes a write of up to PIPE_BUF bytes whole;
+ * files and terminals are always ready), otherwise it is dropped and counted, and the next
+ * line that gets through is preceded by a log_dropped line with the count.
+ */
+static int stderr_ready(void)
+{
+    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
+}
+
+static void emit(const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = write(STDERR_FILENO, s, n > PIPE_BUF ? PIPE_BUF : n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void format_line(buf_t *b, int level, const char *ts, const char *event, const char *msg)
 {
     static const char *lv[] = {"debug", "info", "warn", "error"};
     static const char *LV[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+    if (g_log.json) {
+        buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"%s\"", ts, lv[level],
+                   g_log.component);
+        if (*g_log.instance) {
+            buf_append_str(b, ",\"instance\":");
+            json_str(b, g_log.instance, strlen(g_log.instance));
+        }
+        if (g_log.worker >= 0) buf_printf(b, ",\"worker\":%d", g_log.worker);
+        buf_append_str(b, ",\"event\":");
+        json_str(b, event, strlen(event));
+        kv_to_json(b, msg);
+        buf_append_str(b, "}\n");
+    } else {
+        buf_printf(b, "%s %s %s", ts, LV[level], g_log.component);
+        if (*g_log.instance || g_log.worker >= 0) {
+            buf_printf(b, "[%s", g_log.instance);
+            if (g_log.worker >= 0) buf_printf(b, "%sw%d", *g_log.instance ? "/" : "", g_log.worker);
+            buf_append_char(b, ']');
+        }
+        buf_printf(b, " %s %s\n", event, msg);
+    }
+}
+
+void log_write(int level, const char *event, const char *fmt, ...)
+{
     if (level < g_log.level) return;
     if (level < 0 || level > 3) level = LOG_ERROR;
+    if (!stderr_ready()) {
+        g_log.dropped++;
+        return;
+    }
 
     char msg[2048];
     va_list ap;
@@ -119,30 +179,13 @@ void log_write(int level, const char *event, const char *fmt, ...)
     snprintf(ts + tl, sizeof ts - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
 
     buf_t b = BUF_INIT;
-    if (g_log.json) {
-        buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"%s\"", ts, lv[level],
-                   g_log.component);
-        if (*g_log.instance) {
-            buf_append_str(&b, ",\"instance\":");
-            json_str(&b, g_log.instance, strlen(g_log.instance));
-        }
-        if (g_log.worker >= 0) buf_printf(&b, ",\"worker\":%d", g_log.worker);
-        buf_append_str(&b, ",\"event\":");
-        json_str(&b, event, strlen(event));
-        kv_to_json(&b, msg);
-        buf_append_str(&b, "}\n");
-    } else {
-        buf_printf(&b, "%s %s %s", ts, LV[level], g_log.component);
-        if (*g_log.instance || g_log.worker >= 0) {
-            buf_printf(&b, "[%s", g_log.instance);
-            if (g_log.worker >= 0) buf_printf(&b, "%sw%d", *g_log.instance ? "/" : "", g_log.worker);
-            buf_append_char(&b, ']');
-        }
-        buf_printf(&b, " %s %s\n", event, msg);
+    if (g_log.dropped) {
+        char note[48];
+        snprintf(note, sizeof note, "count=%lu", g_log.dropped);
+        format_line(&b, LOG_WARN, ts, "log_dropped", note);
+        g_log.dropped = 0;
     }
-    if (b.data) {
-        ssize_t w = write(STDERR_FILENO, b.data, b.len);
-        (void)w;
-    }
+    format_line(&b, level, ts, event, msg);
+    if (b.data) emit(b.data, b.len);
     buf_free(&b);
 }

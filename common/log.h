@@ -5,6 +5,9 @@
  * "peer=%s user=%s", ...). Values with spaces are double-quoted by the caller
  * (err="%s"). In JSON mode the pairs become fields. Each line is written with one write(2)
  * so lines from the master, the workers and the broker never interleave.
+ *
+ * Logging never blocks: when stderr is a full pipe (a stalled collector) the line is dropped
+ * and counted, and the next line written is preceded by "log_dropped count=N".
  */
 #ifndef CHAT_LOG_H
 #define CHAT_LOG_H
@@ -17,6 +20,8 @@ void log_set_worker(int worker);
 /* Parse "debug|info|warn|error"; -1 when unknown. */
 int log_level_parse(const char *s);
 int log_enabled(int level);
+/* Lines dropped since the last log_dropped note (for tests and metrics). */
+unsigned long log_dropped(void);
 void log_write(int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

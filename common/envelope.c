@@ -55,8 +55,9 @@ void jsonw_user_id(buf_t *b, const char *uid)
     int numeric = n > 0 && n <= 16 && !(n > 1 && uid[0] == '0');
     for (size_t i = 0; numeric && i < n; i++)
         if (uid[i] < '0' || uid[i] > '9') numeric = 0;
-    /* 2^53 = 9007199254740992 has 16 digits: compare as strings of equal length. */
-    if (numeric && n == 16 && strcmp(uid, "9007199254740992") > 0) numeric = 0;
+    /* Numbers up to 2^53 - 1 (exact in a double, accepted back by chat_user_id_from_json);
+     * 2^53 = 9007199254740992 has 16 digits: compare as strings of equal length. */
+    if (numeric && n == 16 && strcmp(uid, "9007199254740992") >= 0) numeric = 0;
     if (numeric) buf_append(b, uid, n);
     else jsonw_str(b, uid, n);
 }

@@ -179,6 +179,7 @@ static int pct_decode(const char *s, size_t n, int plus_space, char *out, size_t
 int http_query_param(const char *q, size_t qlen, const char *name, char *out, size_t outsz)
 {
     if (!q) return -1;
+    if (outsz == 0) return -2; /* no room even for the terminator */
     size_t nl = strlen(name);
     const char *p = q, *end = q + qlen;
     while (p < end) {
@@ -188,7 +189,6 @@ int http_query_param(const char *q, size_t qlen, const char *name, char *out, si
         const char *ke = eq ? eq : pe;
         if ((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0) {
             if (!eq) {
-                if (outsz == 0) return -2;
                 out[0] = '\0';
                 return 0;
             }
@@ -201,6 +201,7 @@ int http_query_param(const char *q, size_t qlen, const char *name, char *out, si
 
 int http_cookie_get(const char *v, size_t vlen, const char *name, char *out, size_t outsz)
 {
+    if (outsz == 0) return -2;
     size_t nl = strlen(name);
     const char *p = v, *end = v + vlen;
     while (p < end) {
@@ -239,6 +240,8 @@ long http_chunked_decode(const char *buf, size_t len, buf_t *out, size_t max)
         const char *nl = memchr(buf + p, '\n', len - p);
         if (!nl) return len - p > 1024 ? -1 : 0;
         size_t line_end = (size_t)(nl - buf);
+        /* The same bound whether the line arrived whole or in pieces. */
+        if (line_end - p > 1024) return -1;
         uint64_t size = 0;
         size_t q = p, digits = 0;
         while (q < line_end && isxdigit((unsigned char)buf[q])) {
@@ -256,6 +259,7 @@ long http_chunked_decode(const char *buf, size_t len, buf_t *out, size_t max)
                 const char *tl = memchr(buf + p, '\n', len - p);
                 if (!tl) return len - p > 8192 ? -1 : 0;
                 size_t tle = (size_t)(tl - buf);
+                if (tle - p > 8192) return -1;
                 int empty = tle == p || (tle == p + 1 && buf[p] == '\r');
                 p = tle + 1;
                 if (empty) return (long)p;

@@ -1,6 +1,7 @@
 /* Unit tests for common/http.c. Inputs are placed right before an unreadable page so that
  * any over-read crashes (the picohttpparser habit). */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -221,4 +222,35 @@ Test(http, chunked_bodies)
     http_parse_request(r3, strlen(r3), &req, 8192, 64);
     cr_assert_eq(http_transfer_encoding(&req), -2);
     buf_free(&out);
+}
+
+Test(http, chunk_line_limits_do_not_depend_on_arrival)
+{
+    /* A 2000-byte chunk extension: refused whether or not its line end has arrived. */
+    char line[2100];
+    memset(line, 'a', sizeof line);
+    memcpy(line, "5;x=", 4);
+    memcpy(line + 2000, "\r\nhello\r\n0\r\n\r\n", 14);
+    buf_t out = BUF_INIT;
+    cr_assert_eq(http_chunked_decode(line, 1500, &out, 1000), -1);
+    cr_assert_eq(http_chunked_decode(line, 2014, &out, 1000), -1);
+    /* So is a 9000-byte trailer line. */
+    size_t tn = 3 + 9000 + 4;
+    char *t = malloc(tn);
+    memcpy(t, "0\r\n", 3);
+    memset(t + 3, 'b', 9000);
+    memcpy(t + 3 + 9000, "\r\n\r\n", 4);
+    cr_assert_eq(http_chunked_decode(t, 8500, &out, 1000), -1);
+    cr_assert_eq(http_chunked_decode(t, tn, &out, 1000), -1);
+    free(t);
+    buf_free(&out);
+}
+
+Test(http, zero_sized_output_buffers)
+{
+    char o[1] = {'x'};
+    cr_assert_eq(http_query_param("a=1&b", 5, "b", o, 0), -2);
+    cr_assert_eq(http_query_param("a=1&b", 5, "a", o, 0), -2);
+    cr_assert_eq(http_cookie_get("sid=abc", 7, "sid", o, 0), -2);
+    cr_assert_eq(o[0], 'x');
 }

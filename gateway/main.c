@@ -149,9 +149,14 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (long long)rl.rlim_cur < g_cfg.max_connections + 64)
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (long long)rl.rlim_cur < g_cfg.max_connections + 64) {
+        /* Refuse connections cleanly at the cap rather than meet EMFILE in accept(); 64
+         * descriptors stay free for the listener, the loop, the broker and PostgreSQL. */
+        long long cap = (long long)rl.rlim_cur > 128 ? (long long)rl.rlim_cur - 64 : (long long)rl.rlim_cur / 2;
         log_info("fd_limit", "limit=%llu max_connections=%lld reason=\"each worker holds at most limit-64 connections\"",
-                 (unsigned long long)rl.rlim_cur, g_cfg.max_connections);
+                 (unsigned long long)rl.rlim_cur, cap);
+        g_cfg.max_connections = cap > 0 ? cap : 1;
+    }
 
     httpd_static_load(g_cfg.static_dir);
     gw_metrics_shm_t *shm = metrics_shm_create();

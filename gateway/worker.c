@@ -56,6 +56,12 @@ static void on_flush(evutil_socket_t fd, short ev, void *arg)
     sio_free_closed(w);
 }
 
+static void resume_accept(evutil_socket_t fd, short ev, void *arg)
+{
+    gw_worker_t *w = arg;
+    if (w->listen_fd >= 0 && !w->draining) event_add(&w->lev, NULL);
+}
+
 static void on_accept(evutil_socket_t fd, short ev, void *arg)
 {
     gw_worker_t *w = arg;
@@ -66,7 +72,12 @@ static void on_accept(evutil_socket_t fd, short ev, void *arg)
         if (c < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
             if (errno == EMFILE || errno == ENFILE) {
+                /* The connection stays in the backlog, so the listener stays readable: stop
+                 * listening for 100 ms instead of spinning on accept() and the log. */
                 log_error("accept_failed", "err=\"%s\" conns=%u", strerror(errno), w->nconns);
+                struct timeval tv = {0, 100 * 1000};
+                event_del(&w->lev);
+                if (event_base_once(w->base, -1, EV_TIMEOUT, resume_accept, w, &tv) < 0) event_add(&w->lev, NULL);
                 return;
             }
             if (errno == ECONNABORTED) continue;

@@ -151,7 +151,8 @@ async function startGateway(opts = {}) {
     CHAT_STATIC_DIR: path.join(ROOT, 'web'),
     ...(opts.env || {}),
   };
-  const wrap = process.env.CHAT_TEST_WRAPPER ? process.env.CHAT_TEST_WRAPPER.split(' ') : [];
+  // opts.prefix: a command that execs the rest (e.g. prlimit ... --), before any wrapper.
+  const wrap = [...(opts.prefix || []), ...(process.env.CHAT_TEST_WRAPPER ? process.env.CHAT_TEST_WRAPPER.split(' ') : [])];
   const cmd = wrap.length ? wrap[0] : BIN.gateway;
   const args = wrap.length ? [...wrap.slice(1), BIN.gateway] : [];
   const p = start(`gateway:${port}`, cmd, [...args, ...(opts.args || [])], { env });

@@ -300,7 +300,8 @@ static int room_field(const cJSON *data, char out[CHAT_MAX_ROOM_ID + 1], const c
     return 0;
 }
 
-/* An optional integer field; 0 absent, 1 present, -1 invalid. */
+/* An optional integer field; 0 absent (*out keeps the caller's default), 1 present,
+ * -1 invalid. */
 static int opt_int(const cJSON *data, const char *name, long long min, long long *out)
 {
     const cJSON *v = field(data, name);
@@ -375,6 +376,7 @@ int req_parse_room(const cJSON *data, req_room_t *r, const char **why)
 int req_parse_join(const cJSON *data, req_join_t *r, const char **why)
 {
     if (room_field(data, r->room_id, why) < 0) return -1;
+    r->since = 0; /* absent reads as 0: the store formats it even when unused */
     int s = opt_int(data, "since", 0, &r->since);
     if (s < 0) {
         *why = "since must be a non-negative integer";
@@ -415,6 +417,7 @@ int req_parse_typing(const cJSON *data, req_typing_t *r, const char **why)
 
 static int page_common(const cJSON *data, req_page_t *r, const char **why)
 {
+    r->before = 0; /* absent reads as 0, as for since */
     int b = opt_int(data, "before", 1, &r->before);
     if (b < 0) {
         *why = "before must be a positive integer";

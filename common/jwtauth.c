@@ -118,6 +118,31 @@ static int copy_claim_id(const cJSON *v, char *out, size_t outsz)
     return -1;
 }
 
+/*
+ * A compact JWS: three base64url segments (RFC 7515: no padding), none empty. libjwt 1.10
+ * must not see anything else: given an empty header or payload segment (".x.y", "x..y",
+ * "..."), or an empty RS/ES signature, its jwt_b64_decode() writes past a zero-byte
+ * allocation (found by valgrind, tests/integration/attacks.test.js).
+ */
+static int token_shape_ok(const char *t, size_t len)
+{
+    int dots = 0;
+    size_t seg = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (ch == '.') {
+            if (seg == 0 || seg % 4 == 1 || ++dots > 2) return 0;
+            seg = 0;
+        } else if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                   ch == '-' || ch == '_') {
+            seg++;
+        } else {
+            return 0;
+        }
+    }
+    return dots == 2 && seg > 0 && seg % 4 != 1;
+}
+
 int jwtauth_verify(const jwtauth_t *a, const char *token, size_t len, long long now,
                    jwt_identity_t *id, const char **why)
 {
@@ -135,7 +160,7 @@ int jwtauth_verify(const jwtauth_t *a, const char *token, size_t len, long long 
         *why = "token too long";
         return -1;
     }
-    if (memchr(token, '\0', len)) {
+    if (!token_shape_ok(token, len)) {
         *why = "malformed token";
         return -1;
     }

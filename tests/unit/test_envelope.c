@@ -206,6 +206,25 @@ Test(envelope, dm_join_typing_history)
     cJSON_Delete(j);
 }
 
+/* Absent optional integers read as 0, never as whatever was in the caller's struct: the
+ * store formats `since`/`before` even when unused (valgrind: uninitialised value). */
+Test(envelope, absent_optional_integers_are_zero)
+{
+    req_join_t jr;
+    req_page_t p;
+    const char *why;
+    memset(&jr, 0xAA, sizeof jr);
+    memset(&p, 0xAA, sizeof p);
+    cJSON *j = J("{\"roomId\":\"r\"}");
+    cr_assert_eq(req_parse_join(j, &jr, &why), 0);
+    cr_assert_not(jr.has_since);
+    cr_assert_eq(jr.since, 0);
+    cr_assert_eq(req_parse_history(j, &p, &why), 0);
+    cr_assert_not(p.has_before);
+    cr_assert_eq(p.before, 0);
+    cJSON_Delete(j);
+}
+
 Test(envelope, message_shapes)
 {
     char ts[32];

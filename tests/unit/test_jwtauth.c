@@ -145,6 +145,50 @@ Test(jwtauth, flipped_signature_byte_and_garbage)
     jwtauth_free(a);
 }
 
+/* Only three non-empty base64url segments reach libjwt: it overflows a zero-byte buffer on
+ * an empty segment (valgrind). The refusal happens before decoding: "malformed token". */
+Test(jwtauth, malformed_shapes_are_refused_before_libjwt)
+{
+    jwtauth_t *a = hs_auth();
+    char *c = claims("\"exp\":1800000100");
+    char *t = hs256(HDR, c, SECRET, strlen(SECRET));
+    jwt_identity_t id;
+    const char *why = NULL;
+    cr_assert_eq(verify(a, t, &id, &why), 0, "%s", why);
+    const char *d1 = strchr(t, '.'), *d2 = strchr(d1 + 1, '.');
+    buf_t b = BUF_INIT;
+    const char *shapes[16];
+    size_t n = 0;
+    char *owned[16];
+    /* empty header, empty payload, empty signature, a fourth segment, padding, a space */
+    buf_printf(&b, "%s", d1);
+    owned[n] = buf_steal(&b, NULL), shapes[n] = owned[n], n++;
+    buf_printf(&b, "%.*s.%s", (int)(d1 - t), t, d2);
+    owned[n] = buf_steal(&b, NULL), shapes[n] = owned[n], n++;
+    buf_printf(&b, "%.*s.", (int)(d2 - t), t);
+    owned[n] = buf_steal(&b, NULL), shapes[n] = owned[n], n++;
+    buf_printf(&b, "%s.%s", t, d2 + 1);
+    owned[n] = buf_steal(&b, NULL), shapes[n] = owned[n], n++;
+    buf_printf(&b, "%s=", t);
+    owned[n] = buf_steal(&b, NULL), shapes[n] = owned[n], n++;
+    buf_printf(&b, "%s ", t);
+    owned[n] = buf_steal(&b, NULL), shapes[n] = owned[n], n++;
+    buf_printf(&b, "%sAA", t); /* signature of 43+2 = 4k+1 characters: never base64 */
+    owned[n] = buf_steal(&b, NULL), shapes[n] = owned[n], n++;
+    const char *fixed[] = {"...", "..", ".", "a..b", "x.y.", "\xff\xfe.x.y"};
+    size_t nowned = n;
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) shapes[n++] = fixed[i];
+    for (size_t i = 0; i < n; i++) {
+        why = NULL;
+        cr_assert_eq(verify(a, shapes[i], &id, &why), -1, "shape %zu accepted: %s", i, shapes[i]);
+        cr_assert_str_eq(why, "malformed token", "shape %zu: %s", i, shapes[i]);
+    }
+    for (size_t i = 0; i < nowned; i++) free(owned[i]);
+    free(c);
+    free(t);
+    jwtauth_free(a);
+}
+
 Test(jwtauth, token_of_16k_is_refused)
 {
     jwtauth_t *a = hs_auth();

@@ -435,6 +435,43 @@ static int writable(gw_sock_t *s, gw_req_t *r)
     return 1;
 }
 
+/* A reply to join_room {since} must fit in the connection's outbound queue: one larger than
+ * CHAT_MAX_OUTBUF (1000 long messages are) closed the connection as a slow consumer on
+ * every attempt, and the client could never recover. Keep the oldest messages that fit in
+ * half the cap (the other half is for live traffic queued meanwhile) and report truncated,
+ * as for the count cap: the client continues with since = the last seq it received. The
+ * live stream is unaffected (it continues after the snapshot, as with the count cap).
+ * Returns -1 when the reply fits as it is, else fills `b` with the array to send and
+ * returns 1 when messages were left out, 0 when none were. */
+static int join_fit(const store_list_t *res, buf_t *b)
+{
+    size_t budget = (size_t)g_cfg.max_outbuf / 2;
+    if (res->len <= budget) return -1;
+    cJSON *arr = cJSON_ParseWithLength(res->json, res->len);
+    if (!arr) return -1;
+    int dropped = 0;
+    buf_append_char(b, '[');
+    const cJSON *it;
+    int n = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        char *txt = cJSON_PrintUnformatted(it);
+        if (!txt) break;
+        size_t l = strlen(txt);
+        if (n > 0 && b->len + l + 2 > budget) {
+            free(txt);
+            dropped = 1;
+            break;
+        }
+        if (n++) buf_append_char(b, ',');
+        buf_append(b, txt, l);
+        free(txt);
+    }
+    buf_append_char(b, ']');
+    cJSON_Delete(arr);
+    return dropped;
+}
+
 static void on_joined(void *arg, const store_list_t *res)
 {
     chat_op_t *op = arg;
@@ -447,12 +484,15 @@ static void on_joined(void *arg, const store_list_t *res)
             chat_err_t code = store_err_code(res->err, &msg);
             chat_fail(&op->req, code, msg);
         } else {
-            buf_t b = BUF_INIT;
+            buf_t b = BUF_INIT, fit = BUF_INIT;
+            int cut = op->has_since ? join_fit(res, &fit) : -1;
             buf_append_str(&b, "{\"joined\":");
             jsonw_cstr(&b, op->room);
             buf_append_str(&b, ",\"messages\":");
-            buf_append(&b, res->json, res->len);
-            if (op->has_since) buf_printf(&b, ",\"truncated\":%s", res->truncated ? "true" : "false");
+            if (cut >= 0) buf_append(&b, fit.data, fit.len);
+            else buf_append(&b, res->json, res->len);
+            buf_free(&fit);
+            if (op->has_since) buf_printf(&b, ",\"truncated\":%s", cut == 1 || res->truncated ? "true" : "false");
             buf_append_char(&b, '}');
             chat_reply(&op->req, b.data, b.len);
             buf_free(&b);

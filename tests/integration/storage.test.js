@@ -85,6 +85,34 @@ describe('history and recovery', () => {
     assert.equal(j2.messages.length, 100);
     await c.close();
   });
+
+  // Found by the chaos run (issue 8): 1000 messages of 1000 characters make a since reply
+  // larger than the outbound cap (CHAT_MAX_OUTBUF, 1 MiB here); the connection was closed as
+  // a slow consumer on every attempt and the client could never recover.
+  it('keeps a since reply within the outbound cap: truncated, and paging gets the rest', async () => {
+    sql(`INSERT INTO rooms (id, last_seq) VALUES ('bigsince', 1000);
+         INSERT INTO messages (room_id, seq, user_id, body)
+         SELECT 'bigsince', g, 'seed', lpad(g::text, 1000, 'x') FROM generate_series(1, 1000) g;`);
+    const c = await conn(0, 'big-reader');
+    const seqs = [];
+    let since = 0;
+    let pages = 0;
+    for (;;) {
+      const j = await c.request('join_room', { roomId: 'bigsince', since });
+      pages++;
+      assert.ok(j.messages.length > 0 || !j.truncated, 'a truncated page is never empty');
+      for (const m of j.messages) { seqs.push(m.seq); since = m.seq; }
+      if (!j.truncated) break;
+      assert.ok(pages < 20, 'paging ends');
+    }
+    assert.ok(pages > 1, 'the first reply was cut to fit');
+    assert.deepEqual(seqs, Array.from({ length: 1000 }, (_, i) => i + 1));
+    assert.equal(c.closed, null, 'still connected');
+    // Still a member, live messages flow.
+    const a = await c.request('send_message', { roomId: 'bigsince', text: 'live' });
+    await c.waitFor('new_message', (d) => d.seq === a.seq);
+    await c.close();
+  });
 });
 
 describe('access control', () => {

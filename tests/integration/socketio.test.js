@@ -15,9 +15,10 @@ before(async () => { cl = await h.startCluster({ instances: 2, workers: 2 }); })
 after(h.stopAll);
 
 async function flow(transports, label) {
+  // Bob connects only once Alice is in: user_online goes to the sockets open at that time.
   const alice = sio.connect(base(0), h.token(`${label}-alice`, 'Alice'), { transports });
-  const bob = sio.connect(base(1), `Bearer ${h.token(`${label}-bob`, 'Bob')}`, { transports });
   await alice.ready;
+  const bob = sio.connect(base(1), `Bearer ${h.token(`${label}-bob`, 'Bob')}`, { transports });
   await bob.ready;
   await alice.waitFor('user_online', (d) => d.userId === `${label}-bob` && d.username === 'Bob');
 

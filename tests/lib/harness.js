@@ -70,6 +70,28 @@ function start(name, cmd, args, opts = {}) {
 
 const SANITIZER = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|==\d+== (Invalid|Conditional jump|[0-9,]+ bytes in [0-9,]+ blocks are definitely lost)/;
 
+// Under valgrind (scripts/valgrind) each process logs to its own file,
+// CHAT_TEST_WRAPPER="valgrind ... -q --log-file=DIR/%p.log". With -q a log holds only
+// reports: any line that is not a known benign warning fails the test file. Checked logs
+// are moved to DIR/checked/ so that the next test file starts clean.
+const VG_LOG = /--log-file=(\S+)/.exec(process.env.CHAT_TEST_WRAPPER || '');
+const VG_DIR = VG_LOG ? path.dirname(VG_LOG[1]) : null;
+const VG_BENIGN = /^==\d+== (Warning: (set address range perms|noted but unhandled ioctl|client switching stacks|unimplemented fcntl)|\s+(This could cause|to suppress|further instances|Use --)|$)/;
+function valgrindReports() {
+  if (!VG_DIR || !fs.existsSync(VG_DIR)) return [];
+  const checked = path.join(VG_DIR, 'checked');
+  fs.mkdirSync(checked, { recursive: true });
+  const bad = [];
+  for (const f of fs.readdirSync(VG_DIR)) {
+    const full = path.join(VG_DIR, f);
+    if (!f.endsWith('.log') || !fs.statSync(full).isFile()) continue;
+    const text = fs.readFileSync(full, 'utf8');
+    if (text.split('\n').some((l) => l.trim() && !VG_BENIGN.test(l))) bad.push({ file: f, text });
+    fs.renameSync(full, path.join(checked, `${path.basename(process.argv[1] || 'test', '.js')}.${f}`));
+  }
+  return bad;
+}
+
 // Stops every process, then fails the test file if any of them reported a sanitizer or
 // valgrind error (workers re-forked after a crash would otherwise hide it).
 async function stopAll() {
@@ -86,6 +108,11 @@ async function stopAll() {
     const p = bad[0];
     const i = p.out.search(SANITIZER);
     throw new Error(`${p.name} reported a memory error:\n${p.out.slice(Math.max(0, i - 200), i + 6000)}`);
+  }
+  const vg = valgrindReports();
+  if (vg.length) {
+    throw new Error(`valgrind reported errors in ${vg.length} process(es) (logs in ${VG_DIR}/checked/):\n`
+      + vg.map((r) => `--- ${r.file}\n${r.text.slice(0, 6000)}`).join('\n'));
   }
 }
 
@@ -333,10 +360,12 @@ function fdCount(pid) {
 }
 
 // Under ASan/valgrind, memory and timing assertions are relaxed (not the functional ones).
-const sanitized = !!process.env.CHAT_SANITIZED;
+// CHAT_VALGRIND=1 (scripts/valgrind) implies it; `valgrind` tells tests to wait longer.
+const valgrind = !!process.env.CHAT_VALGRIND;
+const sanitized = !!process.env.CHAT_SANITIZED || valgrind;
 
 module.exports = {
-  sanitized, ROOT, BUILD, BIN, SECRET, sleep, freePort, tmpdir, start, stopAll, httpGet, httpRequest,
+  sanitized, valgrind, ROOT, BUILD, BIN, SECRET, sleep, freePort, tmpdir, start, stopAll, httpGet, httpRequest,
   waitFor, waitHttp, token, startGateway, gatewayPids, rssKiB, fdCount, procs,
   startRedis, startPostgres, startBroker, startCluster, workerOf, startHaproxy,
 };

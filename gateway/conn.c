@@ -84,7 +84,7 @@ void outq_drain_payloads(gw_outq_t *q, buf_t *b)
 /* ---- lifecycle ---- */
 
 static void on_read(evutil_socket_t fd, short ev, void *arg);
-static void on_write(evutil_socket_t fd, short ev, void *arg);
+static void on_io(evutil_socket_t fd, short ev, void *arg);
 static void on_timer(evutil_socket_t fd, short ev, void *arg);
 
 void conn_arm_timer(gw_conn_t *c, const struct timeval *tv)
@@ -110,12 +110,10 @@ static gw_conn_t *conn_new(gw_worker_t *w, int fd, const char *peer)
     c->kind = CK_HTTP;
     c->opened_ms = gw_now_ms(w);
     snprintf(c->peer, sizeof c->peer, "%s", peer);
-    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_read, c);
-    event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    event_assign(&c->ev, w->base, fd, EV_READ | EV_PERSIST, on_io, c);
     evtimer_assign(&c->tev, w->base, on_timer, c);
-    event_priority_set(&c->rev, 0);
-    event_priority_set(&c->wev, 0);
-    event_add(&c->rev, NULL);
+    event_priority_set(&c->ev, 0);
+    event_add(&c->ev, NULL);
     conn_arm_timer(c, w->tv_handshake);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
@@ -180,8 +178,7 @@ void conn_adopt(gw_worker_t *w, int fd, const char *peer, const void *data, size
 static void detach(gw_conn_t *c)
 {
     gw_worker_t *w = c->w;
-    event_del(&c->rev);
-    event_del(&c->wev);
+    event_del(&c->ev);
     event_del(&c->tev);
     if (c->prev) c->prev->next = c->next;
     else w->conns = c->next;
@@ -242,6 +239,20 @@ static void start_linger(gw_conn_t *c)
 
 /* ---- writing ---- */
 
+/* One event per connection for both directions (a struct event is 128 bytes, and most
+ * connections are idle): writability is asked for only while the socket buffer is full,
+ * which is rare, by re-assigning the event with EV_WRITE added or removed. */
+static void want_write(gw_conn_t *c, int on)
+{
+    if (!!(c->flags & CF_WANT_WRITE) == !!on) return;
+    if (on) c->flags |= CF_WANT_WRITE;
+    else c->flags &= (uint8_t)~CF_WANT_WRITE;
+    event_del(&c->ev);
+    event_assign(&c->ev, c->w->base, c->fd, (short)(EV_READ | EV_PERSIST | (on ? EV_WRITE : 0)), on_io, c);
+    event_priority_set(&c->ev, 0);
+    event_add(&c->ev, NULL);
+}
+
 static void mark_dirty(gw_conn_t *c)
 {
     if (!(c->flags & CF_DIRTY) && !(c->flags & CF_WANT_WRITE)) {
@@ -261,9 +272,8 @@ static void mark_dirty(gw_conn_t *c)
 static void doom(gw_conn_t *c, size_t frame)
 {
     log_debug("outbuf_full", "peer=%s queued=%llu frame=%zu", c->peer, (unsigned long long)c->out.bytes, frame);
+    want_write(c, 0);
     c->flags |= CF_KILL;
-    c->flags &= (uint8_t)~CF_WANT_WRITE;
-    event_del(&c->wev);
     mark_dirty(c);
 }
 
@@ -310,10 +320,7 @@ static int conn_write(gw_conn_t *c)
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (!(c->flags & CF_WANT_WRITE)) {
-                    c->flags |= CF_WANT_WRITE;
-                    event_add(&c->wev, NULL);
-                }
+                want_write(c, 1);
                 return 0;
             }
             log_info("conn_write_error", "peer=%s err=\"%s\"", c->peer, strerror(errno));
@@ -336,24 +343,20 @@ static int conn_write(gw_conn_t *c)
             }
         }
         if ((size_t)r < want) {
-            if (!(c->flags & CF_WANT_WRITE)) {
-                c->flags |= CF_WANT_WRITE;
-                event_add(&c->wev, NULL);
-            }
+            want_write(c, 1);
             return 0;
         }
     }
-    if (c->flags & CF_WANT_WRITE) {
-        c->flags &= (uint8_t)~CF_WANT_WRITE;
-        event_del(&c->wev);
-    }
+    want_write(c, 0);
     if (c->state == CS_CLOSING) start_linger(c);
     return 0;
 }
 
-static void on_write(evutil_socket_t fd, short ev, void *arg)
+static void on_io(evutil_socket_t fd, short ev, void *arg)
 {
-    conn_write(arg);
+    gw_conn_t *c = arg;
+    if ((ev & EV_WRITE) && (conn_write(c) < 0 || c->state == CS_DEAD)) return;
+    if (ev & EV_READ) on_read(fd, ev, arg);
 }
 
 void conn_flush_all(gw_worker_t *w)

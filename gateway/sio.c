@@ -45,9 +45,7 @@
 #define HANDOFF_MAX (256 * 1024)
 
 static void session_close(gw_eio_t *e, const char *why, int client_initiated);
-static void on_heartbeat(evutil_socket_t fd, short ev, void *arg);
-static void on_connect_timer(evutil_socket_t fd, short ev, void *arg);
-static void on_poll_flush(evutil_socket_t fd, short ev, void *arg);
+static void on_timer(evutil_socket_t fd, short ev, void *arg);
 static void handle_eio(gw_eio_t *e, gw_conn_t *via, const char *p, size_t n, int binary);
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -79,6 +77,26 @@ static void arm(gw_eio_t *e, long long ms)
     if (ms < 0) ms = 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     evtimer_add(&e->tev, &tv);
+}
+
+/* Conformance: a binary packet's header and its attachments, until all have arrived. */
+struct eio_bin {
+    buf_t head;
+    int expect;
+    int have;
+    gw_frame_t *parts[8];
+};
+
+/* Arm the session's timer for the earliest of its deadlines. */
+static void rearm(gw_eio_t *e)
+{
+    if (e->pending_auth) {
+        arm(e, 5); /* see sio_connect */
+        return;
+    }
+    int64_t due = e->pong_wait ? e->pong_by_ms : e->ping_at_ms;
+    if (!e->connected_any && e->connect_by_ms && e->connect_by_ms < due) due = e->connect_by_ms;
+    arm(e, due - wall_ms());
 }
 
 /* ---- session ids ---- */
@@ -114,30 +132,35 @@ static gw_eio_t *session_new(gw_worker_t *w, int mode, const char *peer)
         free(e);
         return NULL;
     }
-    evtimer_assign(&e->tev, w->base, on_heartbeat, e);
-    evtimer_assign(&e->cev, w->base, on_connect_timer, e);
-    event_assign(&e->fev, w->base, -1, 0, on_poll_flush, e);
-    event_priority_set(&e->fev, 1);
-    e->ping_at_ms = wall_ms() + ping_interval();
-    arm(e, ping_interval());
-    if (e->mode == EM_SOCKETIO) {
-        /* A namespace must be connected in time (the reference server's connectTimeout). */
-        long long ms = g_cfg.conformance ? 1000 : g_cfg.handshake_timeout;
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-        evtimer_add(&e->cev, &tv);
-    }
+    evtimer_assign(&e->tev, w->base, on_timer, e);
+    int64_t now = wall_ms();
+    e->ping_at_ms = now + ping_interval();
+    /* A namespace must be connected in time (the reference server's connectTimeout). */
+    if (e->mode == EM_SOCKETIO) e->connect_by_ms = now + (g_cfg.conformance ? 1000 : g_cfg.handshake_timeout);
+    rearm(e);
     return e;
+}
+
+static void bin_free(gw_eio_t *e)
+{
+    if (!e->bin) return;
+    buf_free(&e->bin->head);
+    for (int i = 0; i < e->bin->have; i++) frame_unref(e->bin->parts[i]);
+    free(e->bin);
+    e->bin = NULL;
 }
 
 static void session_free(gw_eio_t *e)
 {
     event_del(&e->tev);
-    event_del(&e->cev);
     free(e->pending_auth);
-    event_del(&e->fev);
+    if (e->flush_armed) { /* closed after it was queued, in the same turn: unlink it */
+        gw_eio_t **pp = &e->w->eio_flush;
+        while (*pp && *pp != e) pp = &(*pp)->flush_next;
+        if (*pp) *pp = e->flush_next;
+    }
     outq_clear(&e->pq);
-    buf_free(&e->bin_head);
-    for (int i = 0; i < e->bin_have; i++) frame_unref(e->bin_parts[i]);
+    bin_free(e);
     free(e->hs_token);
     free(e->origin);
     free(e);
@@ -208,11 +231,17 @@ static void flush_poll(gw_eio_t *e)
     buf_free(&b);
 }
 
-static void on_poll_flush(evutil_socket_t fd, short ev, void *arg)
+/* Answer the parked GETs that have packets now: once per loop turn, however many packets
+ * a session got in it (called by the worker's flush, before the connections are written). */
+void sio_flush_polls(gw_worker_t *w)
 {
-    gw_eio_t *e = arg;
-    e->flush_armed = 0;
-    if (!e->closed) flush_poll(e);
+    while (w->eio_flush) {
+        gw_eio_t *e = w->eio_flush;
+        w->eio_flush = e->flush_next;
+        e->flush_next = NULL;
+        e->flush_armed = 0;
+        if (!e->closed) flush_poll(e);
+    }
 }
 
 void sio_send(gw_eio_t *e, gw_frame_t *f)
@@ -236,7 +265,9 @@ void sio_send(gw_eio_t *e, gw_frame_t *f)
     }
     if (e->poll && !e->flush_armed) {
         e->flush_armed = 1;
-        event_active(&e->fev, EV_TIMEOUT, 1);
+        e->flush_next = e->w->eio_flush;
+        e->w->eio_flush = e;
+        gw_want_flush(e->w);
     }
 }
 
@@ -268,7 +299,6 @@ static void session_close(gw_eio_t *e, const char *why, int client_initiated)
     }
     map_del(&w->sessions, &e->node);
     event_del(&e->tev);
-    event_del(&e->cev);
     if (e->poll) {
         /* The parked GET ends with a close packet (server) or a noop (client's own close). */
         gw_conn_t *c = e->poll;
@@ -307,24 +337,40 @@ void sio_transport_closed(gw_eio_t *e, gw_conn_t *c)
 
 /* ---- heartbeat ---- */
 
-static void on_heartbeat(evutil_socket_t fd, short ev, void *arg)
+static void on_timer(evutil_socket_t fd, short ev, void *arg)
 {
     gw_eio_t *e = arg;
     if (e->closed) return;
+    if (e->pending_auth) {
+        char *p = e->pending_auth;
+        e->pending_auth = NULL;
+        send_packet(e, p, strlen(p));
+        free(p);
+        rearm(e);
+        return;
+    }
     if (e->pong_wait == 2) {
         session_close(e, "outbound buffer limit", 0);
         return;
     }
-    if (e->pong_wait) {
-        log_info("ping_timeout", "peer=%s sid=%s", e->peer, e->sid);
-        session_close(e, "ping timeout", 0);
+    int64_t now = wall_ms();
+    if (!e->connected_any && e->connect_by_ms && now >= e->connect_by_ms) {
+        session_close(e, "no namespace connected in time", 0);
         return;
     }
-    /* Deadlines from the schedule, not from when the timer fired: no drift. */
-    e->pong_wait = 1;
-    e->pong_by_ms = e->ping_at_ms + ping_timeout();
-    send_packet(e, "2", 1);
-    arm(e, e->pong_by_ms - wall_ms());
+    if (e->pong_wait) {
+        if (now >= e->pong_by_ms) {
+            log_info("ping_timeout", "peer=%s sid=%s", e->peer, e->sid);
+            session_close(e, "ping timeout", 0);
+            return;
+        }
+    } else if (now >= e->ping_at_ms) {
+        /* Deadlines from the schedule, not from when the timer fired: no drift. */
+        e->pong_wait = 1;
+        e->pong_by_ms = e->ping_at_ms + ping_timeout();
+        send_packet(e, "2", 1);
+    }
+    rearm(e);
 }
 
 /* The session missed its pong deadline (its timer may not have fired yet). */
@@ -337,19 +383,6 @@ static int pong_overdue(gw_eio_t *e)
     return 0;
 }
 
-static void on_connect_timer(evutil_socket_t fd, short ev, void *arg)
-{
-    gw_eio_t *e = arg;
-    if (e->closed) return;
-    if (e->pending_auth) {
-        char *p = e->pending_auth;
-        e->pending_auth = NULL;
-        send_packet(e, p, strlen(p));
-        free(p);
-        return;
-    }
-    if (!e->connected_any) session_close(e, "no namespace connected in time", 0);
-}
 
 /* ---- Socket.IO ---- */
 
@@ -439,7 +472,6 @@ static void sio_connect(gw_eio_t *e, const sio_packet_t *p)
     }
     e->socks[ns] = s;
     e->connected_any = 1;
-    event_del(&e->cev);
     buf_t b = BUF_INIT;
     sio_encode_connect(&b, p->nsp, p->nsp_len, s->sid);
     send_packet(e, b.data, b.len);
@@ -455,8 +487,7 @@ static void sio_connect(gw_eio_t *e, const sio_packet_t *p)
         free(a);
         free(e->pending_auth);
         e->pending_auth = strdup(buf_cstr(&b));
-        struct timeval tv = {0, 5000};
-        evtimer_add(&e->cev, &tv);
+        rearm(e);
     }
     buf_free(&b);
     cJSON_Delete(auth);
@@ -496,10 +527,11 @@ void sio_conformance_event(gw_sock_t *s, const cJSON *arr, long long ack_id)
 /* Conformance: echo a binary packet and its attachments (message-back / ack). */
 static void conformance_binary_done(gw_eio_t *e)
 {
-    const char *h = buf_cstr(&e->bin_head);
+    struct eio_bin *bn = e->bin;
+    const char *h = buf_cstr(&bn->head);
     buf_t out = BUF_INIT;
     sio_packet_t p;
-    if (sio_parse(h, e->bin_head.len, &p) == 0) {
+    if (sio_parse(h, bn->head.len, &p) == 0) {
         /* The header is "5<n>-[nsp,][id][...]": keep attachments, rename or ack. */
         const char *dash = strchr(h, '-');
         buf_append_char(&out, '4');
@@ -531,15 +563,14 @@ static void conformance_binary_done(gw_eio_t *e)
             cJSON_Delete(arr);
         }
         send_packet(e, out.data, out.len);
-        for (int i = 0; i < e->bin_have; i++) {
-            gw_frame_t *f = e->bin_parts[i];
-            e->bin_parts[i] = NULL;
+        for (int i = 0; i < bn->have; i++) {
+            gw_frame_t *f = bn->parts[i];
+            bn->parts[i] = NULL;
             sio_send(e, f);
         }
+        bn->have = 0;
     }
-    e->bin_have = 0;
-    e->bin_expect = 0;
-    buf_reset(&e->bin_head);
+    bin_free(e);
     buf_free(&out);
 }
 
@@ -583,10 +614,13 @@ static void handle_sio(gw_eio_t *e, const char *d, size_t n)
                 session_close(e, "bad attachment count", 0);
                 return;
             }
-            buf_reset(&e->bin_head);
-            buf_append(&e->bin_head, d, n);
-            e->bin_expect = count;
-            e->bin_have = 0;
+            bin_free(e);
+            e->bin = calloc(1, sizeof *e->bin);
+            if (!e->bin || buf_append(&e->bin->head, d, n) < 0) {
+                session_close(e, "out of memory", 0);
+                return;
+            }
+            e->bin->expect = count;
             return;
         }
         session_close(e, "binary Socket.IO packets are not supported", 0);
@@ -614,10 +648,10 @@ static void handle_eio(gw_eio_t *e, gw_conn_t *via, const char *p, size_t n, int
             }
             return;
         }
-        if (g_cfg.conformance && e->bin_expect > e->bin_have) {
+        if (g_cfg.conformance && e->bin && e->bin->expect > e->bin->have) {
             gw_frame_t *f = via && via->kind == CK_SIO_WS ? frame_ws(WS_OP_BINARY, p, n) : frame_ws(WS_OP_TEXT, p, n);
-            e->bin_parts[e->bin_have++] = f;
-            if (e->bin_have == e->bin_expect) conformance_binary_done(e);
+            e->bin->parts[e->bin->have++] = f;
+            if (e->bin->have == e->bin->expect) conformance_binary_done(e);
             return;
         }
         session_close(e, "binary payloads are not supported", 0);
@@ -652,7 +686,7 @@ static void handle_eio(gw_eio_t *e, gw_conn_t *via, const char *p, size_t n, int
         if (e->pong_wait == 1) {
             e->pong_wait = 0;
             e->ping_at_ms = wall_ms() + ping_interval();
-            arm(e, ping_interval());
+            rearm(e);
         }
         return;
     case EIO_CLOSE:

@@ -23,6 +23,9 @@ void sio_ws_binary(gw_eio_t *e, gw_conn_t *c, char *data, size_t len);
 /* Before its body is read: hand a request for another worker's session to that worker.
  * 1 when handed off (the connection is gone from this worker). */
 int sio_handoff(gw_conn_t *c, const http_request_t *req);
+/* Answer the parked long-poll GETs that got packets during this loop turn (the worker's
+ * flush, before the connections are written). */
+void sio_flush_polls(gw_worker_t *w);
 /* Free sessions closed during this loop turn (the worker's flush). */
 void sio_free_closed(gw_worker_t *w);
 /* A transport connection of the session went away. */

@@ -52,6 +52,7 @@ static void on_flush(evutil_socket_t fd, short ev, void *arg)
     gw_worker_t *w = arg;
     w->store->ops->flush(w->store);
     bus_flush(w->bus);
+    sio_flush_polls(w);
     conn_flush_all(w);
     sio_free_closed(w);
 }

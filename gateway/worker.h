@@ -79,7 +79,8 @@ struct gw_conn {
     struct gw_conn *dirty_next; /* the worker's dirty list */
     struct gw_conn *grave_next; /* the worker's grave list (separate: a closed connection
                                    may still be linked in the dirty list this turn) */
-    struct event rev, wev, tev;
+    struct event ev;  /* readable; writable too while CF_WANT_WRITE (conn.c want_write) */
+    struct event tev; /* handshake, ping and linger deadlines */
     gw_outq_t out;
     buf_t in;           /* HTTP head and body bytes */
     uint64_t body_need; /* total bytes (head + body) the current request needs */
@@ -141,27 +142,25 @@ struct gw_eio {
     uint8_t closed;
     uint8_t upgrading; /* probe done on a WebSocket, waiting for "5" */
     uint8_t pong_wait;
-    uint8_t flush_armed;
+    uint8_t flush_armed;   /* on the worker's eio_flush list */
     uint8_t connected_any; /* a namespace was connected at least once */
     gw_conn_t *ws;    /* the WebSocket transport, once upgraded (or direct) */
     gw_conn_t *probe; /* a WebSocket being probed during an upgrade */
     gw_conn_t *poll;  /* a parked long-poll GET */
     gw_outq_t pq;     /* packets waiting for a GET (payloads of WebSocket frames) */
     gw_sock_t *socks[GW_NSP_COUNT];
-    struct event tev; /* heartbeat */
-    struct event cev; /* connect timeout; conformance: the deferred "auth" echo */
+    /* One timer per session (an idle session is mostly this): the next of the ping, the
+     * pong deadline, the namespace-connect deadline and the conformance "auth" echo. */
+    struct event tev;
     char *pending_auth; /* conformance: the auth event to send after the CONNECT ack */
     int64_t ping_at_ms;   /* when the next ping is due (wall clock) */
     int64_t pong_by_ms;   /* while pong_wait: the deadline */
-    struct event fev; /* answer the parked GET at the end of the turn */
+    int64_t connect_by_ms; /* a namespace must be connected by then (0: no deadline) */
     char *hs_token;   /* token of the handshake request (query, header, cookie) */
     char *origin;     /* Origin of the handshake, for CORS answers */
     struct gw_eio *grave_next;
-    /* Conformance echo of a binary Socket.IO packet: the header and its attachments. */
-    buf_t bin_head;
-    int bin_expect;
-    gw_frame_t *bin_parts[8];
-    int bin_have;
+    struct gw_eio *flush_next; /* the worker's eio_flush list: answer the parked GET */
+    struct eio_bin *bin; /* conformance: a binary packet being assembled */
     char peer[48];
     char sid[96];
 };
@@ -222,6 +221,7 @@ struct gw_worker {
     const struct timeval *tv_linger;
     uint64_t counter;
     gw_eio_t *eio_grave; /* closed sessions, freed by the flush */
+    gw_eio_t *eio_flush; /* sessions with packets for their parked GET, answered by the flush */
     int handoff_fd;   /* receives sockets handed over by other workers (SCM_RIGHTS) */
     int *peer_fds;    /* send ends of every worker's handoff socket */
     struct event handoff_ev;

@@ -783,7 +783,8 @@ int main(int argc, char **argv)
 
     procset_t servers = {{0}, 0};
     if (*O.server_pids) procset_parse(&servers, O.server_pids);
-    long rss_base = procset_rss_kib(&servers, NULL);
+    long rss_base = procset_mem_kib(&servers, "VmRSS", NULL);
+    long anon_base = procset_mem_kib(&servers, "RssAnon", NULL);
     long sock_base = sockstat_tcp_mem_kib();
 
     S = mmap(NULL, sizeof *S, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -816,31 +817,33 @@ int main(int argc, char **argv)
     S->phase = PH_JOIN;
     if (O.scenario == SC_FANOUT || O.scenario == SC_SENDERS) wait_until(all_joined, 60);
     usleep((useconds_t)(O.settle * 1e6));
-    long rss_conn = procset_rss_kib(&servers, NULL);
+    long rss_conn = procset_mem_kib(&servers, "VmRSS", NULL);
+    long anon_conn = procset_mem_kib(&servers, "RssAnon", NULL);
     long sock_conn = sockstat_tcp_mem_kib();
 
-    double cpu0 = 0, cpu1 = 0, measured_s = 0;
+    double cpu0 = 0, cpu1 = 0, ucpu0 = 0, ucpu1 = 0, measured_s = 0;
     if (O.scenario == SC_IDLE) {
-        cpu0 = procset_cpu(&servers);
+        cpu0 = procset_cpu(&servers, &ucpu0);
         int64_t t0 = now_ns();
         usleep((useconds_t)(O.duration * 1e6));
-        cpu1 = procset_cpu(&servers);
+        cpu1 = procset_cpu(&servers, &ucpu1);
         measured_s = (double)(now_ns() - t0) / 1e9;
     } else {
         S->phase = PH_WARMUP;
         usleep((useconds_t)(O.warmup * 1e6));
-        cpu0 = procset_cpu(&servers);
+        cpu0 = procset_cpu(&servers, &ucpu0);
         int64_t t0 = now_ns();
         S->phase = PH_MEASURE;
         usleep((useconds_t)(O.duration * 1e6));
         S->phase = PH_DRAIN;
         measured_s = (double)(now_ns() - t0) / 1e9;
-        cpu1 = procset_cpu(&servers);
         usleep((useconds_t)(O.drain * 1e6));
+        /* Server CPU over the measured window and the drain: the work of delivering what was
+         * sent in the window (counted in `delivered`) ends in the drain. */
+        cpu1 = procset_cpu(&servers, &ucpu1);
     }
-    long rss_end = procset_rss_kib(&servers, NULL);
     long rss_each[PS_MAX];
-    procset_rss_kib(&servers, rss_each);
+    long rss_end = procset_mem_kib(&servers, "VmRSS", rss_each);
     S->phase = PH_DONE;
 
     result_t tot;
@@ -872,7 +875,7 @@ int main(int argc, char **argv)
         hist_merge(&tot.acklat, &r.acklat);
     }
     static const char *scen[] = {"idle", "fanout", "dm", "senders"};
-    double cpu = cpu1 - cpu0;
+    double cpu = cpu1 - cpu0, ucpu = ucpu1 - ucpu0;
     int64_t lost = (int64_t)tot.expected - (int64_t)tot.delivered;
     printf("{\"label\":\"%s\",\"scenario\":\"%s\",\"proto\":\"%s\",\"targets\":%d,\"connections\":%d,"
            "\"connected\":%llu,\"connect_failed\":%llu,\"closed_during_run\":%llu,\"connect_seconds\":%.2f,"
@@ -891,13 +894,16 @@ int main(int argc, char **argv)
     print_hist("latency_us", &tot.lat);
     printf(",");
     print_hist("ack_latency_us", &tot.acklat);
-    printf(",\"server\":{\"pids\":%d,\"cpu_seconds\":%.3f,\"cpu_per_second\":%.3f,"
+    printf(",\"server\":{\"pids\":%d,\"cpu_seconds\":%.3f,\"cpu_user_seconds\":%.3f,"
+           "\"cpu_system_seconds\":%.3f,\"cpu_per_second\":%.3f,"
            "\"deliveries_per_cpu_second\":%.1f,\"rss_kib_base\":%ld,\"rss_kib_connected\":%ld,"
-           "\"rss_kib_end\":%ld,\"rss_bytes_per_connection\":%.1f,\"sockstat_tcp_kib_base\":%ld,"
+           "\"rss_kib_end\":%ld,\"rss_bytes_per_connection\":%.1f,\"anon_kib_base\":%ld,"
+           "\"anon_kib_connected\":%ld,\"anon_bytes_per_connection\":%.1f,\"sockstat_tcp_kib_base\":%ld,"
            "\"sockstat_tcp_kib_connected\":%ld,\"rss_kib_each\":[",
-           servers.n, cpu, measured_s > 0 ? cpu / measured_s : 0,
+           servers.n, cpu, ucpu, cpu - ucpu, measured_s > 0 ? cpu / measured_s : 0,
            cpu > 0 ? (double)tot.delivered / cpu : 0, rss_base, rss_conn, rss_end,
-           connected ? (double)(rss_conn - rss_base) * 1024.0 / (double)connected : 0, sock_base, sock_conn);
+           connected ? (double)(rss_conn - rss_base) * 1024.0 / (double)connected : 0, anon_base, anon_conn,
+           connected ? (double)(anon_conn - anon_base) * 1024.0 / (double)connected : 0, sock_base, sock_conn);
     for (int i = 0; i < servers.n; i++) printf("%s%ld", i ? "," : "", rss_each[i]);
     printf("]}}\n");
     fprintf(stderr, "loadgen: %s %s: sent %llu acked %llu delivered %llu/%llu lost %lld dup %llu "

@@ -68,10 +68,10 @@ void procset_parse(procset_t *s, const char *spec)
     free(copy);
 }
 
-double procset_cpu(const procset_t *s)
+double procset_cpu(const procset_t *s, double *user)
 {
     long tck = sysconf(_SC_CLK_TCK);
-    double total = 0;
+    double total = 0, utotal = 0;
     for (int i = 0; i < s->n; i++) {
         char p[64], buf[1024];
         snprintf(p, sizeof p, "/proc/%d/stat", s->pids[i]);
@@ -85,26 +85,34 @@ double procset_cpu(const procset_t *s)
         unsigned long ut = 0, st = 0;
         /* fields after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt
          * majflt cmajflt utime(14) stime(15) */
-        if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+        if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2) {
             total += (double)(ut + st) / (double)tck;
+            utotal += (double)ut / (double)tck;
+        }
     }
+    if (user) *user = utotal;
     return total;
 }
 
-long procset_rss_kib(const procset_t *s, long *rss)
+long procset_mem_kib(const procset_t *s, const char *field, long *each)
 {
     long total = 0;
+    size_t fl = strlen(field);
     for (int i = 0; i < s->n; i++) {
         char p[64], line[256];
         long v = 0;
         snprintf(p, sizeof p, "/proc/%d/status", s->pids[i]);
         FILE *f = fopen(p, "r");
         if (f) {
-            while (fgets(line, sizeof line, f))
-                if (sscanf(line, "VmRSS: %ld", &v) == 1) break;
+            while (fgets(line, sizeof line, f)) {
+                if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+                    v = atol(line + fl + 1);
+                    break;
+                }
+            }
             fclose(f);
         }
-        if (rss) rss[i] = v;
+        if (each) each[i] = v;
         total += v;
     }
     return total;

@@ -301,6 +301,8 @@ def plan(quick):
 
 def run(args):
     P = plan(args.quick)
+    if os.environ.get('BENCH_SENDER_RATES'):
+        P['senders']['rates'] = [int(x) for x in os.environ['BENCH_SENDER_RATES'].split(',')]
     if args.repeats:
         P['repeats'] = args.repeats
     infra = Infra(args.load_cpus)
@@ -318,10 +320,10 @@ def run(args):
         if not args.no_peer:
             peer.start()
 
-        def go(kind, sysproto, extra, label, **meta):
+        def go(kind, sysproto, extra, label, repeats=None, **meta):
             sysm, proto = sysproto
             runs = [loadgen(sysm, proto, extra, infra, args.load_cpus, f'{sysm.name}/{proto} {label}')
-                    for _ in range(P['repeats'])]
+                    for _ in range(repeats or P['repeats'])]
             m = median_run(runs)
             m.update({'kind': kind, 'target': f'{sysm.name}/{proto}', **meta,
                       'repeats': [{'deliveries_per_cpu_second': r['server']['deliveries_per_cpu_second'],
@@ -388,9 +390,11 @@ def run(args):
                 loadgen(sp[0], sp[1], ['--scenario', 'idle', '--connections', 200, '--duration', 0.5, '--settle', 1],
                         infra, args.load_cpus, f'{sp[0].name}/{sp[1]} idle warm-up')
                 time.sleep(1)
+                # Measured once per size on freshly started servers: a repeat on the same
+                # processes would reuse the memory that the previous run freed.
                 procs = max(1, -(-n // 15000))
                 go('idle', sp, ['--scenario', 'idle', '--connections', n, '--duration', 2, '--settle', 2,
-                                '--procs', procs], f'idle {n}', offered=n)
+                                '--procs', procs], f'idle {n}', repeats=1, offered=n)
     finally:
         PROCS.stop()
         infra.stop()
@@ -462,6 +466,21 @@ def report(res, out_dir, plots):
         av = a['server']['deliveries_per_cpu_second'] if a else None
         bv = b['server']['deliveries_per_cpu_second'] if b else None
         w(f'| deliveries per server CPU-second, rooms of {size} ({rate * size} deliveries/s offered) | '
+          f'{av or 0:,.0f} | {bv or 0:,.0f} | {ratio(av, bv)} |')
+        au = a['delivered'] / a['server']['cpu_user_seconds'] if a and a['server']['cpu_user_seconds'] else None
+        bu = b['delivered'] / b['server']['cpu_user_seconds'] if b and b['server']['cpu_user_seconds'] else None
+        w(f'| … per user-space CPU-second only (kernel time excluded), rooms of {size} | '
+          f'{au or 0:,.0f} | {bu or 0:,.0f} | {ratio(au, bu)} |')
+    tops = {}
+    for t in ('product/sio', 'peer/sio'):
+        ok = [r for r in res['runs'] if r['kind'] == 'ladder' and r['target'] == t and not saturated(r)]
+        tops[t] = max(ok, key=lambda r: r['offered']) if ok else None
+    a, b = tops['product/sio'], tops['peer/sio']
+    if a or b:
+        av = a['server']['deliveries_per_cpu_second'] if a else None
+        bv = b['server']['deliveries_per_cpu_second'] if b else None
+        w(f'| deliveries per server CPU-second at each one\'s highest unsaturated fan-out load '
+          f'(product {a["offered"] if a else 0:,}/s, peer {b["offered"] if b else 0:,}/s offered) | '
           f'{av or 0:,.0f} | {bv or 0:,.0f} | {ratio(av, bv)} |')
     n = max(res['plan']['idle'])
     a = pick(res, 'idle', 'product/sio', offered=n)

@@ -597,8 +597,9 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
         last_phase = phase;
     }
     if ((phase == PH_WARMUP || phase == PH_MEASURE) && O.scenario != SC_IDLE) {
-        /* Open loop: every message has its scheduled time, sent or late. */
-        int64_t due = (int64_t)((double)(now - send_t0) / 1e9 * proc_rate);
+        /* Open loop: every message has its scheduled time, sent or late. Message k is due at
+         * send_t0 + k / rate: k + 1 messages are due once that time has come. */
+        int64_t due = (int64_t)((double)(now - send_t0) / 1e9 * proc_rate) + 1;
         while (sent_in_phase < due) {
             int64_t sched = send_t0 + (int64_t)((double)sent_in_phase * 1e9 / proc_rate);
             send_one(sched, phase);

@@ -491,7 +491,8 @@ describe('connection floods from one address', () => {
     // 256 descriptors: the gateway must hold at most 256 - 64 connections per worker,
     // refusing the rest cleanly instead of spinning on accept() = EMFILE.
     const g = await h.startGateway({ workers: 1, prefix: ['prlimit', '--nofile=256:256', '--'] });
-    assert.match(g.out, /fd_limit limit=256 /);
+    // valgrind keeps the top 12 descriptors of the limit for itself and reports the rest.
+    assert.match(g.out, h.valgrind ? /fd_limit limit=244 / : /fd_limit limit=256 /);
     const [worker] = h.gatewayPids(g).workers;
     const fd0 = h.fdCount(worker);
     const socks = await openMany(g.port, 400, 100);
@@ -664,11 +665,15 @@ describe('oversize messages and never-reading clients', () => {
         await h.sleep(10);
       }
     })();
-    await h.waitFor(async () => metricOf(await metrics(g.port), 'chat_slow_consumers_total') - metricOf(m0, 'chat_slow_consumers_total') >= 30,
-      { timeout: T(15000), what: 'all 30 never-readers cut off' });
-    const cutMs = Date.now() - t0;
-    pinging = false;
-    await pingLoop;
+    let cutMs;
+    try {
+      await h.waitFor(async () => metricOf(await metrics(g.port), 'chat_slow_consumers_total') - metricOf(m0, 'chat_slow_consumers_total') >= 30,
+        { timeout: T(15000), what: 'all 30 never-readers cut off' });
+      cutMs = Date.now() - t0;
+    } finally {
+      pinging = false; // else the loop keeps the test process alive after a failure
+      await pingLoop;
+    }
     const rss1 = h.rssKiB(worker);
     for (const rs of [...pagers, ...pingers]) { rs.s.resume(); }
     await Promise.all([...pagers, ...pingers].map((rs) => rs.endPromise));

@@ -206,14 +206,19 @@ static void push_pending(client_t *c, uint32_t id, int64_t sched, int measured, 
     c->pcount++;
 }
 
-/* Replies come back in request order on one connection. */
+/* Replies usually come back in request order on one connection (the product answers in
+ * order), but need not: the peer's handlers run concurrently on a pool of database
+ * connections. The oldest pending request is checked first, then the others. */
 static void on_reply(client_t *c, uint32_t id, int ok)
 {
-    while (c->pcount) {
-        pending_t p = c->pend[c->phead];
+    for (uint32_t i = 0; i < c->pcount; i++) {
+        pending_t p = c->pend[(c->phead + i) % c->pcap];
+        if (p.id != id) continue;
+        /* Remove entry i, keeping the others in order. */
+        for (uint32_t j = i; j > 0; j--)
+            c->pend[(c->phead + j) % c->pcap] = c->pend[(c->phead + j - 1) % c->pcap];
         c->phead = (c->phead + 1) % c->pcap;
         c->pcount--;
-        if (p.id != id) continue;
         if (p.measured) {
             if (ok) {
                 R.acked++;

@@ -301,8 +301,6 @@ def plan(quick):
 
 def run(args):
     P = plan(args.quick)
-    if os.environ.get('BENCH_SENDER_RATES'):
-        P['senders']['rates'] = [int(x) for x in os.environ['BENCH_SENDER_RATES'].split(',')]
     if args.repeats:
         P['repeats'] = args.repeats
     infra = Infra(args.load_cpus)

@@ -112,7 +112,6 @@ static gw_conn_t *conn_new(gw_worker_t *w, int fd, const char *peer)
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     event_assign(&c->ev, w->base, fd, EV_READ | EV_PERSIST, on_io, c);
     evtimer_assign(&c->tev, w->base, on_timer, c);
-    event_priority_set(&c->ev, 0);
     event_add(&c->ev, NULL);
     conn_arm_timer(c, w->tv_handshake);
     c->next = w->conns;
@@ -249,7 +248,6 @@ static void want_write(gw_conn_t *c, int on)
     else c->flags &= (uint8_t)~CF_WANT_WRITE;
     event_del(&c->ev);
     event_assign(&c->ev, c->w->base, c->fd, (short)(EV_READ | EV_PERSIST | (on ? EV_WRITE : 0)), on_io, c);
-    event_priority_set(&c->ev, 0);
     event_add(&c->ev, NULL);
 }
 

@@ -176,7 +176,7 @@ int worker_run(int index, int nworkers, int listen_fd, gw_metrics_shm_t *shm, in
     event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
     w.base = event_base_new_with_config(ec);
     event_config_free(ec);
-    if (!w.base || event_base_priority_init(w.base, 2) < 0) {
+    if (!w.base) {
         log_error("worker_start_failed", "err=\"cannot create the event loop\"");
         return 1;
     }
@@ -187,8 +187,14 @@ int worker_run(int index, int nworkers, int listen_fd, gw_metrics_shm_t *shm, in
     w.rbuf_size = RBUF_SIZE;
     w.rbuf = malloc(RBUF_SIZE);
 
+    /* One priority for every event. The flush is made active by the first callback of a
+     * turn that produces output, so it is queued behind every event already active in
+     * that turn and runs after them: one write per connection per turn. A lower priority
+     * would starve it (and accept, timers, the bus and PostgreSQL): libevent runs
+     * lower-priority events only in a turn where no higher-priority event is active, and
+     * a socket that is readable at every turn (input faster than the worker parses it)
+     * would keep the worker from writing, accepting and timing out anything. */
     event_assign(&w.flush_ev, w.base, -1, 0, on_flush, &w);
-    event_priority_set(&w.flush_ev, 1);
     event_assign(&w.tick_ev, w.base, -1, EV_PERSIST, on_tick, &w);
     struct timeval tick = {1, 0};
     event_add(&w.tick_ev, &tick);

@@ -450,6 +450,10 @@ def report(res, out_dir, plots):
     w = lines.append
     w(f'Run {res["started"]} – {res["finished"]}{" (--quick)" if res["quick"] else ""}, '
       f'{res["plan"]["repeats"]} repeat(s) per point (median shown).')
+    if res.get('merged'):
+        w('')
+        w(f'Scenarios {", ".join(res["merged"]["scenarios_rerun"])} from this run; the others from the run of '
+          f'{res["merged"]["others_from"]} (same commit and machine).')
     w('')
     w(f'Machine: {M["cpu"]}, {M["memory_gib"]} GiB, {M["os"]}, Linux {M["kernel"]}; gcc {M["gcc"]}, '
       f'libevent {M["libevent"]}, Node {M["node"]}, Redis {M["redis"]}, {M["postgresql"]}.')
@@ -593,6 +597,7 @@ def main():
     ap.add_argument('--load-cpus', default='0', help='CPUs of loadgen, Redis and PostgreSQL')
     ap.add_argument('--out', default=os.path.join(ROOT, 'bench', 'out'), help='results directory')
     ap.add_argument('--only', default='', help='comma-separated scenarios: ladder,rooms,dm,senders,idle')
+    ap.add_argument('--merge', default='', help='with --only: take the other scenarios from this earlier results.json')
     ap.add_argument('--write-docs', action='store_true', help='update docs/BENCHMARKS.md and docs/bench/*.png')
     args = ap.parse_args()
     if os.cpu_count() < 2:
@@ -603,6 +608,14 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     res = run(args)
+    if args.merge:
+        if not args.only:
+            raise SystemExit('bench: --merge needs --only')
+        with open(args.merge) as f:
+            old = json.load(f)
+        only = set(args.only.split(','))
+        res['runs'] = [r for r in old['runs'] if r['kind'] not in only] + res['runs']
+        res['merged'] = {'scenarios_rerun': sorted(only), 'others_from': old['started'] + ' – ' + old['finished']}
     res['machine'] = machine()
     res['command'] = 'scripts/bench ' + ' '.join(sys.argv[1:])
     with open(os.path.join(out_dir, 'results.json'), 'w') as f:

@@ -4,7 +4,8 @@
 //     upgrade), on a "home" instance; when a connection ends they reconnect with backoff
 //     (home first, then the other instance), and later drift back home;
 //   - on every new connection they join their rooms again with `since` = the newest seq
-//     they have seen in the room, continuing while the ack says `truncated`;
+//     they have seen in the room, continuing while the ack says `truncated` (each page
+//     from the last seq of the previous page: live messages arrive meanwhile);
 //   - every send carries a unique clientMsgId; an error reply, a timeout or a lost
 //     connection makes them resend the same clientMsgId until it is acked.
 // The log format is the checker's (checker.js). Everything a reply or a push carries is
@@ -230,15 +231,19 @@ class ChaosClient {
     if (conn.closed) return;
     for (const room of this.rooms) {
       let page = false;
+      let cursor; // while paging: the newest seq of the previous page, not of the live stream
       for (;;) {
         if (conn.closed || this.stopped) break;
-        const since = this.lastSeq.has(room) ? this.lastSeq.get(room) : undefined;
+        // Live messages newer than the server's snapshot arrive while we page, so the next
+        // page starts after the last one, not after the newest seq seen.
+        const since = page ? cursor : (this.lastSeq.has(room) ? this.lastSeq.get(room) : undefined);
         const data = since === undefined ? { roomId: room } : { roomId: room, since };
         const { err, res } = await this.request('join_room', data, REQUEST_MS, (e, r) => {
           if (e) { this.rec('join_err', { room, code: e.code }); return; }
           const items = (r.messages || []).map((m) => [m.id, m.seq, String(m.text).split('|', 1)[0], String(m.userId)]);
           this.rec('join', { room, since: since === undefined ? null : since, page, truncated: !!r.truncated, items });
           for (const it of items) this.see(room, it[1]);
+          cursor = items.reduce((m, it) => Math.max(m, it[1]), since === undefined ? 0 : since);
           if (!this.lastSeq.has(room)) this.lastSeq.set(room, 0);
         });
         if (err) {

@@ -118,11 +118,11 @@ def descendants(pid):
                 children.setdefault(ppid, []).append(int(d))
             except (OSError, IndexError, ValueError):
                 pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
         out.append(p)
-        todo.extend(children.get(p, []))
+        stack.extend(children.get(p, []))
     return out
 
 
@@ -542,27 +542,25 @@ def plot(res, out_dir):
     if not shutil.which('gnuplot'):
         return False
     L = res['plan']['ladder']
-    series = []
-    for t in ('product/sio', 'product/raw', 'peer/sio'):
-        pts = [r for r in res['runs'] if r['kind'] == 'ladder' and r['target'] == t]
-        if not pts:
-            continue
-        fn = os.path.join(out_dir, f'latency-{t.replace("/", "-")}.dat')
-        with open(fn, 'w') as f:
-            for r in sorted(pts, key=lambda r: r['offered']):
-                f.write(f'{r["offered"]} {r["latency_us"]["p50"] / 1000} {r["latency_us"]["p99"] / 1000}\n')
-        series.append((t, fn))
-    mem = []
-    for t in ('product/sio', 'product/raw', 'peer/sio'):
-        pts = [r for r in res['runs'] if r['kind'] == 'idle' and r['target'] == t]
-        if not pts:
-            continue
-        fn = os.path.join(out_dir, f'memory-{t.replace("/", "-")}.dat')
-        with open(fn, 'w') as f:
-            for r in sorted(pts, key=lambda r: r['connected']):
-                s = r['server']
-                f.write(f'{r["connected"]} {s["anon_kib_connected"] / 1024} {s["rss_kib_connected"] / 1024}\n')
-        mem.append((t, fn))
+
+    def data_files(kind, name, key, row):
+        """One gnuplot data file per target with runs of `kind`: [(target, path)]."""
+        out = []
+        for t in ('product/sio', 'product/raw', 'peer/sio'):
+            pts = sorted((r for r in res['runs'] if r['kind'] == kind and r['target'] == t), key=key)
+            if not pts:
+                continue
+            fn = os.path.join(out_dir, f'{name}-{t.replace("/", "-")}.dat')
+            with open(fn, 'w') as f:
+                f.writelines(row(r) + '\n' for r in pts)
+            out.append((t, fn))
+        return out
+
+    series = data_files('ladder', 'latency', lambda r: r['offered'],
+                        lambda r: f'{r["offered"]} {r["latency_us"]["p50"] / 1000} {r["latency_us"]["p99"] / 1000}')
+    mem = data_files('idle', 'memory', lambda r: r['connected'],
+                     lambda r: f'{r["connected"]} {r["server"]["anon_kib_connected"] / 1024} '
+                               f'{r["server"]["rss_kib_connected"] / 1024}')
     cairo = subprocess.run(['gnuplot', '-e', 'set terminal pngcairo'], capture_output=True).returncode == 0
     gp = [
         'set terminal pngcairo size 900,540 font ",11"' if cairo else 'set terminal png size 900,540',

@@ -69,6 +69,7 @@ typedef struct brk_topic {
     map_node_t node;
     uint64_t mask[BRK_MAX_WORKERS / 64];
     uint32_t nworkers;
+    uint8_t live; /* Redis confirmed the SUBSCRIBE */
     char name[];
 } brk_topic_t;
 
@@ -76,6 +77,7 @@ typedef struct brk_topic {
 typedef struct brk_user {
     map_node_t node;
     uint32_t count;
+    uint8_t online_pending; /* ONLINE waits for SUBSCRIBE chat:user:<id> to be in place */
     char *username;
     char id[];
 } brk_user_t;
@@ -155,9 +157,8 @@ void presence_worker_gone(broker_t *b, brk_worker_t *w);
 void presence_online(broker_t *b, brk_worker_t *w, const char *req_id, size_t len);
 void presence_tick(broker_t *b);
 void presence_redis_up(broker_t *b);
+void presence_topic_live(broker_t *b, const char *topic);
 void presence_free(broker_t *b);
-/* Publish an event of this broker's own to local workers and Redis. */
-void broker_emit(broker_t *b, const char *topic, const char *event, const char *data, size_t len);
 
 /* topics */
 void topic_add(broker_t *b, brk_worker_t *w, const char *name);

@@ -100,19 +100,6 @@ void broker_redis_message(broker_t *b, const char *channel, size_t clen, const c
     workers_deliver(b, topic, payload, plen, NULL);
 }
 
-void broker_emit(broker_t *b, const char *topic, const char *event, const char *data, size_t len)
-{
-    buf_t p = BUF_INIT;
-    buf_append_str(&p, "{\"event\":");
-    jsonw_cstr(&p, event);
-    buf_append_str(&p, ",\"data\":");
-    buf_append(&p, data, len);
-    buf_append_char(&p, '}');
-    workers_deliver(b, topic, p.data, p.len, NULL);
-    redis_publish(b, topic, p.data, p.len);
-    buf_free(&p);
-}
-
 void broker_redis_state(broker_t *b, int up)
 {
     log_info("redis_state", "state=%s", up ? "up" : "down");

@@ -3,16 +3,19 @@
  *
  * Redis keys (docs/ARCHITECTURE.md):
  *   chat:presence:instances      ZSET instance -> last heartbeat (Redis TIME, ms)
- *   chat:presence:inst:<inst>    HASH user id -> username, users with sockets on that host
+ *   chat:presence:inst:<inst>    HASH user id -> {"userId","username"} JSON, users with sockets
+ *                                on that host (the payload of their user_offline if reaped)
  *   chat:presence:user:<uid>     SET of instances where the user has sockets
  *   chat:online                  HASH user id -> username, everyone online anywhere
  *
  * A user's first socket on a host runs ONLINE; if that made the user's instance set go from
- * empty to one, the user just came online cluster-wide and this broker emits user_online.
- * The last socket on a host runs OFFLINE, symmetric. Each script is atomic, so exactly one
- * broker sees each transition. Every broker heartbeats each second and, every few seconds,
- * reaps instances silent for presence_ttl/2: their users go offline (events emitted by the
- * reaper), well within presence_ttl.
+ * empty to one, the user just came online cluster-wide and the script itself publishes
+ * user_online. The last socket on a host runs OFFLINE, symmetric. Each script is atomic, so
+ * each transition happens once and is announced with it: a broker that dies after sending
+ * the script loses nothing. Every broker delivers presence events to its workers from its
+ * subscription, like any other host's message. Every broker heartbeats each second and,
+ * every few seconds, reaps instances silent for presence_ttl/2: their users go offline
+ * (published by the reaping script), well within presence_ttl.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,26 +29,39 @@
 
 static const char LUA_NOW[] = "local t = redis.call('TIME') local now = t[1]*1000 + math.floor(t[2]/1000) ";
 
-/* Also a heartbeat: an instance that dies before its first tick must still be reaped. */
-static const char LUA_ONLINE[] =
+/* Publishes a presence event to the channels ARGV[first..], inside the script that made the
+ * transition: the transition and its event happen together or not at all. Every broker,
+ * this one included, delivers it to its workers from its subscription (no origin field). */
+#define LUA_ANNOUNCE                                                                               \
+    "local function announce(ev, user, first) "                                                    \
+    "  local m = '{\"event\":\"' .. ev .. '\",\"data\":' .. user .. '}' "                        \
+    "  for i = first, #ARGV do redis.call('PUBLISH', ARGV[i], m) end "                              \
+    "end "
+
+/* ARGV: instance, user id, username, user JSON, channels...
+ * Also a heartbeat: an instance that dies before its first tick must still be reaped. */
+static const char LUA_ONLINE[] = LUA_ANNOUNCE
     "local t = redis.call('TIME') "
     "redis.call('ZADD', 'chat:presence:instances', t[1]*1000 + math.floor(t[2]/1000), ARGV[1]) "
-    "redis.call('HSET', 'chat:presence:inst:' .. ARGV[1], ARGV[2], ARGV[3]) "
+    "redis.call('HSET', 'chat:presence:inst:' .. ARGV[1], ARGV[2], ARGV[4]) "
     "local added = redis.call('SADD', 'chat:presence:user:' .. ARGV[2], ARGV[1]) "
     "redis.call('HSET', 'chat:online', ARGV[2], ARGV[3]) "
-    "if added == 1 and redis.call('SCARD', 'chat:presence:user:' .. ARGV[2]) == 1 then return 1 end "
+    "if added == 1 and redis.call('SCARD', 'chat:presence:user:' .. ARGV[2]) == 1 then "
+    "  announce('user_online', ARGV[4], 5) return 1 end "
     "return 0";
 
-static const char LUA_OFFLINE[] =
+/* ARGV: instance, user id, user JSON, channels... */
+static const char LUA_OFFLINE[] = LUA_ANNOUNCE
     "redis.call('HDEL', 'chat:presence:inst:' .. ARGV[1], ARGV[2]) "
     "local removed = redis.call('SREM', 'chat:presence:user:' .. ARGV[2], ARGV[1]) "
     "if removed == 1 and redis.call('SCARD', 'chat:presence:user:' .. ARGV[2]) == 0 then "
-    "  redis.call('HDEL', 'chat:online', ARGV[2]) return 1 end "
+    "  redis.call('HDEL', 'chat:online', ARGV[2]) announce('user_offline', ARGV[3], 4) return 1 end "
     "return 0";
 
 static const char LUA_HEARTBEAT[] = "redis.call('ZADD', 'chat:presence:instances', now, ARGV[1]) return now";
 
-static const char LUA_REAP[] =
+/* ARGV: this instance, silence in ms, channels... Returns {user id, user JSON, ...}. */
+static const char LUA_REAP[] = LUA_ANNOUNCE
     "local dead = redis.call('ZRANGEBYSCORE', 'chat:presence:instances', '-inf', now - tonumber(ARGV[2])) "
     "local out = {} "
     "for _, inst in ipairs(dead) do "
@@ -55,6 +71,9 @@ static const char LUA_REAP[] =
     "      redis.call('SREM', 'chat:presence:user:' .. users[i], inst) "
     "      if redis.call('SCARD', 'chat:presence:user:' .. users[i]) == 0 then "
     "        redis.call('HDEL', 'chat:online', users[i]) "
+    "        local u = users[i+1] "
+    "        if string.sub(u, 1, 1) ~= '{' then u = cjson.encode({userId = users[i], username = u}) end "
+    "        announce('user_offline', u, 3) "
     "        table.insert(out, users[i]) table.insert(out, users[i+1]) end "
     "    end "
     "    redis.call('DEL', 'chat:presence:inst:' .. inst) "
@@ -78,71 +97,87 @@ static void user_json(buf_t *j, const char *uid, const char *name)
     buf_append_char(j, '}');
 }
 
-static void emit_presence(broker_t *b, const char *event, const char *uid, const char *name,
-                          const char *rooms)
-{
-    if (g_bcfg.presence_events == PRES_NONE) return;
-    buf_t j = BUF_INIT;
-    user_json(&j, uid, name);
-    if (g_bcfg.presence_events == PRES_GLOBAL) {
-        broker_emit(b, "all", event, j.data, j.len);
-    } else if (rooms) {
-        char topic[200];
-        const char *p = rooms;
-        while (*p) {
-            const char *sp = strchr(p, ' ');
-            size_t l = sp ? (size_t)(sp - p) : strlen(p);
-            if (l && l < 150) {
-                snprintf(topic, sizeof topic, "room:%.*s", (int)l, p);
-                broker_emit(b, topic, event, j.data, j.len);
-            }
-            p += l;
-            while (*p == ' ') p++;
-        }
-    }
-    buf_free(&j);
-}
-
 /* ---- scripts ---- */
 
-typedef struct pres_op {
-    broker_t *b;
-    int online;
-    char *rooms;
-    char *name;
-    char uid[];
-} pres_op_t;
+/* Who hears about a transition (CHAT_PRESENCE_EVENTS): chat:all, the rooms the user's last
+ * socket was in (a space-separated list; none known for a user coming online or reaped), or
+ * nobody. Appends the channel names, NUL-separated, to chans; returns how many. */
+static int presence_channels(buf_t *chans, const char *rooms)
+{
+    if (g_bcfg.presence_events == PRES_GLOBAL) {
+        buf_append(chans, "chat:all", sizeof "chat:all");
+        return 1;
+    }
+    if (g_bcfg.presence_events != PRES_ROOMS || !rooms) return 0;
+    int n = 0;
+    for (const char *p = rooms; *p;) {
+        size_t l = strcspn(p, " ");
+        if (l && l < 150) {
+            buf_append_str(chans, "chat:room:");
+            buf_append(chans, p, l);
+            buf_append_char(chans, '\0');
+            n++;
+        }
+        p += l;
+        p += strspn(p, " ");
+    }
+    return n;
+}
 
 static void on_script(redisAsyncContext *ac, void *reply, void *priv)
 {
-    pres_op_t *op = priv;
     redisReply *r = reply;
-    broker_t *b = ac->data ? ac->data : op->b;
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        if (ac->data) log_warn("presence_script_failed", "user=%s err=\"%s\"", op->uid, r ? r->str : "no reply");
-    } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1 && ac->data) {
-        emit_presence(b, op->online ? "user_online" : "user_offline", op->uid, op->name, op->rooms);
-    }
-    free(op->rooms);
-    free(op->name);
-    free(op);
+    if (ac->data && (!r || r->type == REDIS_REPLY_ERROR))
+        log_warn("presence_script_failed", "user=%s err=\"%s\"", (char *)priv, r ? r->str : "no reply");
+    free(priv);
 }
 
-static void run_script(broker_t *b, int online, const char *uid, const char *name, const char *rooms)
+/* EVAL script 0 <fixed args...> <channels...>: the script publishes the event itself. */
+static void eval_presence(broker_t *b, redisCallbackFn *cb, void *priv, const char *script,
+                          const char **fixed, int nfixed, int announce, const char *rooms)
+{
+    buf_t chans = BUF_INIT;
+    int nch = announce ? presence_channels(&chans, rooms) : 0;
+    int argc = 3 + nfixed + nch;
+    const char **argv = malloc(sizeof *argv * (size_t)argc);
+    size_t *argvlen = malloc(sizeof *argvlen * (size_t)argc);
+    if (!argv || !argvlen) {
+        free(argv);
+        free(argvlen);
+        buf_free(&chans);
+        free(priv);
+        return;
+    }
+    argv[0] = "EVAL";
+    argv[1] = script;
+    argv[2] = "0";
+    for (int i = 0; i < nfixed; i++) argv[3 + i] = fixed[i];
+    const char *c = chans.data;
+    for (int i = 0; i < nch; i++, c += strlen(c) + 1) argv[3 + nfixed + i] = c;
+    for (int i = 0; i < argc; i++) argvlen[i] = strlen(argv[i]);
+    if (redisAsyncCommandArgv(b->redis.cmd, cb, priv, argc, argv, argvlen) != REDIS_OK) free(priv);
+    free(argv);
+    free(argvlen);
+    buf_free(&chans);
+}
+
+/* ONLINE or OFFLINE for one user of this host. user: the {"userId","username"} JSON. */
+static void run_script(broker_t *b, int online, const char *uid, const char *name, const char *user,
+                       const char *rooms)
 {
     if (!redis_command_ready(b)) return; /* reconciled when Redis is back */
-    size_t l = strlen(uid);
-    pres_op_t *op = calloc(1, sizeof *op + l + 1);
-    if (!op) return;
-    op->b = b;
-    op->online = online;
-    memcpy(op->uid, uid, l + 1);
-    op->name = strdup(name);
-    op->rooms = rooms ? strdup(rooms) : NULL;
-    const char *script = online ? LUA_ONLINE : LUA_OFFLINE;
-    const char *argv[7] = {"EVAL", script, "0", g_bcfg.instance_id, uid, name};
-    size_t argvlen[7] = {4, strlen(script), 1, strlen(g_bcfg.instance_id), l, strlen(name)};
-    redisAsyncCommandArgv(b->redis.cmd, on_script, op, online ? 6 : 5, argv, argvlen);
+    const char *fixed[4] = {g_bcfg.instance_id, uid, name, user};
+    if (!online) fixed[2] = user;
+    eval_presence(b, on_script, strdup(uid), online ? LUA_ONLINE : LUA_OFFLINE, fixed, online ? 4 : 3,
+                  1, rooms);
+}
+
+static void run_user_script(broker_t *b, int online, const char *uid, const char *name, const char *rooms)
+{
+    buf_t j = BUF_INIT;
+    user_json(&j, uid, name);
+    run_script(b, online, uid, name, buf_cstr(&j), rooms);
+    buf_free(&j);
 }
 
 /* ---- local counts ---- */
@@ -169,7 +204,23 @@ void presence_conn_up(broker_t *b, brk_worker_t *w, const char *uid, const char 
         free(u->username);
         u->username = strdup(name);
     }
-    if (u->count++ == 0) run_script(b, 1, uid, u->username ? u->username : uid, NULL);
+    if (u->count++ != 0) return;
+    /* Announce the user only once its messages reach this host: whoever reacts to
+     * user_online by sending to the user must not publish before our SUBSCRIBE. */
+    char topic[300];
+    snprintf(topic, sizeof topic, "user:%s", uid);
+    brk_topic_t *t = topic_find(b, topic);
+    if (t && !t->live) u->online_pending = 1;
+    else run_user_script(b, 1, uid, u->username ? u->username : uid, NULL);
+}
+
+void presence_topic_live(broker_t *b, const char *topic)
+{
+    if (strncmp(topic, "user:", 5) != 0) return;
+    brk_user_t *u = user_find(b, topic + 5);
+    if (!u || !u->online_pending || !u->count) return;
+    u->online_pending = 0;
+    run_user_script(b, 1, u->id, u->username ? u->username : u->id, NULL);
 }
 
 static void user_release(broker_t *b, const char *uid, uint32_t n, const char *rooms)
@@ -178,7 +229,7 @@ static void user_release(broker_t *b, const char *uid, uint32_t n, const char *r
     if (!u) return;
     u->count = u->count > n ? u->count - n : 0;
     if (u->count == 0) {
-        if (!b->stopping) run_script(b, 0, uid, u->username ? u->username : uid, rooms);
+        if (!b->stopping) run_user_script(b, 0, uid, u->username ? u->username : uid, rooms);
         map_del(&b->users, &u->node);
         free(u->username);
         free(u);
@@ -264,20 +315,17 @@ static void on_reaped(redisAsyncContext *ac, void *reply, void *priv)
     broker_t *b = ac->data;
     redisReply *r = reply;
     if (!b || !r || r->type != REDIS_REPLY_ARRAY) return;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        log_info("presence_reaped", "user=%s", r->element[i]->str);
-        emit_presence(b, "user_offline", r->element[i]->str, r->element[i + 1]->str, NULL);
-    }
+    for (size_t i = 0; i + 1 < r->elements; i += 2) log_info("presence_reaped", "user=%s", r->element[i]->str);
 }
 
-static void eval_now(broker_t *b, redisCallbackFn *cb, const char *body, const char *a1, const char *a2)
+/* A script that needs Redis's clock in `now`. */
+static void eval_now(broker_t *b, redisCallbackFn *cb, const char *body, const char **fixed, int nfixed,
+                     int announce)
 {
     buf_t s = BUF_INIT;
     buf_append_str(&s, LUA_NOW);
     buf_append_str(&s, body);
-    const char *argv[5] = {"EVAL", buf_cstr(&s), "0", a1, a2};
-    size_t argvlen[5] = {4, s.len, 1, strlen(a1), a2 ? strlen(a2) : 0};
-    redisAsyncCommandArgv(b->redis.cmd, cb, NULL, a2 ? 5 : 4, argv, argvlen);
+    eval_presence(b, cb, NULL, buf_cstr(&s), fixed, nfixed, announce, NULL);
     buf_free(&s);
 }
 
@@ -289,11 +337,11 @@ static void on_reconcile(redisAsyncContext *ac, void *reply, void *priv)
     /* In Redis but not here: gone while we were not looking. */
     for (size_t i = 0; i + 1 < r->elements; i += 2)
         if (!user_find(b, r->element[i]->str))
-            run_script(b, 0, r->element[i]->str, r->element[i + 1]->str, NULL);
+            run_script(b, 0, r->element[i]->str, NULL, r->element[i + 1]->str, NULL);
     /* Here: make sure Redis knows (idempotent; emits only real transitions). */
     for (map_node_t *n = map_first(&b->users); n; n = map_next(&b->users, n)) {
         brk_user_t *u = map_entry(n, brk_user_t, node);
-        run_script(b, 1, u->id, u->username ? u->username : u->id, NULL);
+        if (!u->online_pending) run_user_script(b, 1, u->id, u->username ? u->username : u->id, NULL);
     }
     b->reconciled = 1;
     log_info("presence_reconciled", "local_users=%zu redis_users=%zu", b->users.count, r->elements / 2);
@@ -319,7 +367,8 @@ void presence_tick(broker_t *b)
 {
     if (!redis_command_ready(b)) return;
     int64_t now = brk_now_ms(b);
-    eval_now(b, NULL, LUA_HEARTBEAT, g_bcfg.instance_id, NULL);
+    const char *self[1] = {g_bcfg.instance_id};
+    eval_now(b, NULL, LUA_HEARTBEAT, self, 1, 0);
     redis_ping(b);
     if (!b->reconciled && now - b->started_ms >= g_bcfg.presence_grace * 1000) reconcile(b);
     /* Reap often enough that a dead instance's users are offline within presence_ttl:
@@ -329,7 +378,8 @@ void presence_tick(broker_t *b)
         b->last_heartbeat_ms = now;
         char dead_after[32];
         snprintf(dead_after, sizeof dead_after, "%lld", g_bcfg.presence_ttl * 1000 / 2);
-        eval_now(b, on_reaped, LUA_REAP, g_bcfg.instance_id, dead_after);
+        const char *fixed[2] = {g_bcfg.instance_id, dead_after};
+        eval_now(b, on_reaped, LUA_REAP, fixed, 2, 1);
     }
 }
 

@@ -96,6 +96,8 @@ static void reset(broker_t *b, const char *why)
         r->sub = NULL;
     }
     r->cmd_ready = r->sub_ready = 0;
+    for (map_node_t *n = map_first(&b->topics); n; n = map_next(&b->topics, n))
+        map_entry(n, brk_topic_t, node)->live = 0;
     set_up(b);
     schedule_retry(b);
 }
@@ -121,11 +123,19 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
         rep->element[2]->type == REDIS_REPLY_STRING) {
         broker_redis_message(b, rep->element[1]->str, rep->element[1]->len, rep->element[2]->str,
                              rep->element[2]->len);
-    } else if (strcmp(kind->str, "subscribe") == 0 && rep->element[1]->type == REDIS_REPLY_STRING &&
-               strcmp(rep->element[1]->str, "chat:all") == 0) {
-        /* chat:all is subscribed last: every earlier SUBSCRIBE is in place. */
-        b->redis.sub_ready = 1;
-        set_up(b);
+    } else if (strcmp(kind->str, "subscribe") == 0 && rep->element[1]->type == REDIS_REPLY_STRING) {
+        const char *ch = rep->element[1]->str;
+        if (strcmp(ch, "chat:all") == 0) {
+            /* chat:all is subscribed last: every earlier SUBSCRIBE is in place. */
+            b->redis.sub_ready = 1;
+            set_up(b);
+        } else if (strncmp(ch, "chat:", 5) == 0) {
+            brk_topic_t *t = topic_find(b, ch + 5);
+            if (t) {
+                t->live = 1;
+                presence_topic_live(b, t->name);
+            }
+        }
     }
 }
 
@@ -139,7 +149,9 @@ static void on_sub_ready(broker_t *b)
     /* Every topic with local interest, then chat:all, whose confirmation marks the end. */
     char ch[256];
     for (map_node_t *n = map_first(&b->topics); n; n = map_next(&b->topics, n)) {
-        snprintf(ch, sizeof ch, "chat:%s", map_entry(n, brk_topic_t, node)->name);
+        brk_topic_t *t = map_entry(n, brk_topic_t, node);
+        t->live = 0;
+        snprintf(ch, sizeof ch, "chat:%s", t->name);
         subscribe_raw(b, ch);
     }
     subscribe_raw(b, "chat:all");

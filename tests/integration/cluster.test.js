@@ -139,4 +139,21 @@ describe('presence across the cluster', () => {
     assert.ok(!after.some((u) => u.userId === 'roamer'));
     await watcher.close();
   });
+  it('CHAT_PRESENCE_EVENTS=rooms: user_offline reaches the rooms of the last socket only', async () => {
+    const rooms = { CHAT_PRESENCE_EVENTS: 'rooms' };
+    const rc = await h.startCluster({ instances: 2, workers: 1, redis: cl.redis, pg: cl.pg, env: rooms, brokerEnv: rooms });
+    const c = async (i, uid) => ChatClient.connect(`${rc.url(i)}?token=${h.token(uid, uid)}`);
+    const mate = await c(0, 'mate');
+    const outsider = await c(0, 'outsider');
+    const leaver = await c(1, 'leaver');
+    await mate.request('join_room', { roomId: 'presence-rooms' });
+    await leaver.request('join_room', { roomId: 'presence-rooms' });
+    await leaver.close();
+    await mate.waitFor('user_offline', (d) => d.userId === 'leaver' && d.username === 'leaver');
+    await h.sleep(300);
+    assert.equal(outsider.of('user_offline').length, 0, 'not in the room: not told');
+    assert.equal(mate.of('user_online').length + outsider.of('user_online').length, 0, 'rooms scope has no user_online');
+    await mate.close();
+    await outsider.close();
+  });
 });

@@ -196,4 +196,61 @@ describe('instance death', () => {
     await watcher.close();
     doomed.terminate();
   });
+  it('a broker killed between its OFFLINE script and the reply: user_offline still goes out', async () => {
+    // The script runs in Redis; the broker never hears back. The event must not depend on
+    // the reply: the reaper later finds nothing left to report for this instance.
+    const proxy = await h.startTcpProxy(cl.redis.port);
+    const extra = await h.startCluster({
+      instances: 1, workers: 1, redis: cl.redis, pg: cl.pg, redisUrl: proxy.url,
+      brokerEnv: { CHAT_PRESENCE_TTL: '6' },
+    });
+    const watcher = await conn(0, 'watcher-y');
+    const doomed = await ChatClient.connect(`${extra.url(0)}?token=${h.token('doomed2', 'doomed2')}`);
+    await watcher.waitFor('user_online', (d) => d.userId === 'doomed2');
+    proxy.hold(true); // Redis -> broker: nothing gets through from here on
+    extra.gateways[0].killGroup('SIGKILL');
+    await proxy.sent(/doomed2/); // the OFFLINE script went out
+    await h.waitFor(() => cl.redis.cli('HEXISTS', 'chat:online', 'doomed2') === '0', { what: 'OFFLINE ran' });
+    extra.brokers[0].stopped = true;
+    process.kill(extra.brokers[0].pid(), 'SIGKILL');
+    await watcher.waitFor('user_offline', (d) => d.userId === 'doomed2', 10000);
+    assert.ok(!(await watcher.request('get_online_users')).some((u) => u.userId === 'doomed2'));
+    await watcher.close();
+    doomed.terminate();
+    proxy.close();
+  });
+});
+
+describe('presence ordering', () => {
+  it('user_online goes out only once the user can be reached, even with a slow SUBSCRIBE', async () => {
+    // A service that reacts to user_online by pushing to the user (plain Redis, no database
+    // on the way) must not publish before the user's host subscribed to its channel. The
+    // proxy makes that host's SUBSCRIBE reach Redis 500 ms late.
+    const proxy = await h.startTcpProxy(cl.redis.port);
+    const extra = await h.startCluster({
+      instances: 1, workers: 1, redis: cl.redis, pg: cl.pg, redisUrl: proxy.url,
+    });
+    const net = require('node:net');
+    const resp = (...a) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join('')}`;
+    const pub = net.connect(cl.redis.port, '127.0.0.1');
+    const sub = net.connect(cl.redis.port, '127.0.0.1');
+    let seen = '';
+    sub.on('data', (d) => {
+      seen += d.toString();
+      for (const m of seen.matchAll(/"user_online","data":\{"userId":"(slowsub\d)"/g)) {
+        pub.write(resp('PUBLISH', `chat:user:${m[1]}`, `{"event":"notification","data":{"to":"${m[1]}"}}`));
+      }
+      seen = seen.slice(-200).replace(/user_online/g, '');
+    });
+    sub.write(resp('SUBSCRIBE', 'chat:all'));
+    await h.sleep(100);
+    proxy.lag(/SUBSCRIBE/, 500);
+    for (const uid of ['slowsub1', 'slowsub2']) {
+      const c = await ChatClient.connect(`${extra.url(0)}?token=${h.token(uid, uid)}`);
+      await c.waitFor('notification', (d) => d.to === uid, 3000);
+      await c.close();
+    }
+    pub.destroy();
+    sub.destroy();
+  });
 });

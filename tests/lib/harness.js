@@ -97,6 +97,8 @@ function valgrindReports() {
 async function stopAll() {
   for (const b of brokerHandles) b.stopped = true;
   brokerHandles.clear();
+  for (const x of proxies) x.close();
+  proxies.clear();
   await Promise.all([...procs].map((p) => p.stop('SIGTERM', 15000)));
   for (const pg of pgProcs) pg.stop('immediate');
   pgProcs.clear();
@@ -214,6 +216,49 @@ async function startRedis(opts = {}) {
   return r;
 }
 
+// A TCP proxy in front of a server, to hold back what the server sends: hold(true) buffers
+// every server -> client byte until hold(false); sent(re) resolves once the bytes clients
+// sent since the last hold() match re; lag(re, ms) delays by ms each client -> server chunk
+// that matches re (and what follows it on that connection).
+const proxies = new Set();
+async function startTcpProxy(targetPort) {
+  const net = require('node:net');
+  const proxy = { held: false, socks: new Set(), waiters: [], upstream: '' };
+  const flush = (pair) => { while (!proxy.held && pair.queue.length) pair.client.write(pair.queue.shift()); };
+  const server = net.createServer((client) => {
+    const server2 = net.connect(targetPort, '127.0.0.1');
+    const pair = { client, queue: [], chain: Promise.resolve() };
+    proxy.socks.add(pair);
+    client.on('data', (d) => {
+      const text = d.toString('latin1');
+      if (proxy.lagging && proxy.lagging.re.test(text)) {
+        const { ms } = proxy.lagging;
+        pair.chain = pair.chain.then(() => sleep(ms));
+      }
+      pair.chain = pair.chain.then(() => server2.write(d));
+      proxy.upstream = (proxy.upstream + d.toString('latin1')).slice(-65536);
+      proxy.waiters = proxy.waiters.filter((w) => !(w.re.test(proxy.upstream) && (w.resolve(), true)));
+    });
+    server2.on('data', (d) => { pair.queue.push(d); flush(pair); });
+    const end = () => { client.destroy(); server2.destroy(); proxy.socks.delete(pair); };
+    client.on('close', end); server2.on('close', end);
+    client.on('error', end); server2.on('error', end);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  proxy.port = server.address().port;
+  proxy.url = `redis://127.0.0.1:${proxy.port}`;
+  proxy.hold = (on) => { proxy.held = on; proxy.upstream = ''; for (const pair of proxy.socks) flush(pair); };
+  proxy.sent = (re, timeout = 10000) => (re.test(proxy.upstream) ? Promise.resolve()
+    : new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`proxy: nothing matching ${re} sent`)), timeout);
+      proxy.waiters.push({ re, resolve: () => { clearTimeout(t); resolve(); } });
+    }));
+  proxy.lag = (re, ms) => { proxy.lagging = re ? { re, ms } : null; };
+  proxy.close = () => { for (const pair of proxy.socks) pair.client.destroy(); server.close(); proxies.delete(proxy); };
+  proxies.add(proxy);
+  return proxy;
+}
+
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const asRoot = process.getuid && process.getuid() === 0;
 function pgRun(bin, args, opts = {}) {
@@ -286,7 +331,7 @@ async function startBroker(opts) {
 }
 
 // instances x workers: Redis, PostgreSQL (unless db: false), one broker and one gateway per
-// instance on consecutive ports.
+// instance on consecutive ports. redisUrl: where the brokers find Redis (a proxy, say).
 async function startCluster(opts = {}) {
   const n = opts.instances || 2;
   const cl = { brokers: [], gateways: [], ids: [] };
@@ -300,7 +345,7 @@ async function startCluster(opts = {}) {
     const id = `inst${String.fromCharCode(97 + instanceCounter++)}`; // unique per test file
     cl.ids.push(id);
     cl.brokers.push(await startBroker({
-      socket: path.join(dir, `${id}.sock`), redisUrl: cl.redis.url, instanceId: id,
+      socket: path.join(dir, `${id}.sock`), redisUrl: opts.redisUrl || cl.redis.url, instanceId: id,
       env: { CHAT_PRESENCE_GRACE: '1', ...(opts.brokerEnv || {}) },
     }));
   }
@@ -367,5 +412,5 @@ const sanitized = !!process.env.CHAT_SANITIZED || valgrind;
 module.exports = {
   sanitized, valgrind, ROOT, BUILD, BIN, SECRET, sleep, freePort, tmpdir, start, stopAll, httpGet, httpRequest,
   waitFor, waitHttp, token, startGateway, gatewayPids, rssKiB, fdCount, procs,
-  startRedis, startPostgres, startBroker, startCluster, workerOf, startHaproxy,
+  startRedis, startPostgres, startBroker, startCluster, workerOf, startHaproxy, startTcpProxy,
 };

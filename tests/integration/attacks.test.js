@@ -698,35 +698,29 @@ describe('read floods', () => {
     const g = await h.startGateway({ workers: 1, env: { CHAT_RATE_LIMIT: '1000', CHAT_RATE_BURST: '1000' } });
     await timeToServe(g.port);
     // Unsolicited pongs: the server parses and drops them, so the flooders are never
-    // closed (no reply to queue, no rate limit) and the flood lasts as long as the test.
-    const pong = encodeFrame(10, Buffer.alloc(125, 0x70));
-    const chunk = Buffer.concat(Array.from({ length: 4096 }, () => pong)); // 508 KiB
-    const flooders = await Promise.all(Array.from({ length: 4 }, (_, i) => RawSocket.connect(g.port, `/ws?token=${h.token(`flood${i}`, 'f')}`)));
-    let on = true;
-    let sent = 0;
-    const loops = flooders.map(async (rs) => {
-      while (on && !rs.ended) {
-        sent += chunk.length;
-        if (rs.s.write(chunk)) continue;
-        await new Promise((r) => {
-          const done = () => { rs.s.off('drain', done); rs.s.off('close', done); r(); };
-          rs.s.on('drain', done);
-          rs.s.on('close', done);
-        });
-      }
+    // closed (no reply to queue, no rate limit) and the flood lasts as long as the test. The
+    // flood runs in a child process (tests/lib/flood.js): this process only measures.
+    const paths = Array.from({ length: 4 }, (_, i) => `/ws?token=${h.token(`flood${i}`, 'f')}`);
+    const flood = require('node:child_process').spawn(process.execPath, [path.join(__dirname, '..', 'lib', 'flood.js'), String(g.port), ...paths],
+      { stdio: ['ignore', 'pipe', 'inherit'] });
+    let status = { sent: 0, live: 0 };
+    flood.stdout.on('data', (d) => {
+      const last = d.toString().trim().split('\n').pop();
+      try { status = JSON.parse(last); } catch (_) { /* a partial line */ }
     });
     const within = (p, ms, what) => Promise.race([p, h.sleep(ms).then(() => { throw new Error(`${what}: nothing within ${ms} ms`); })]);
     try {
+      await h.waitFor(() => status.live === 4, { what: 'four flooders connected' });
       await h.sleep(1000);
-      const sent0 = sent;
+      const sent0 = status.sent;
       // A new client (accept, handshake timer, the reply written by the flush), the HTTP
       // side, and an echo on a flooded connection's neighbour, all during the flood.
       const dt = await within(timeToServe(g.port), T(3000), 'a new client during the flood');
       const t1 = Date.now();
       const hz = await within(h.httpGet(g.port, '/healthz'), T(3000), 'GET /healthz during the flood');
       const hzMs = Date.now() - t1;
-      await h.sleep(200);
-      const live = flooders.filter((rs) => !rs.ended).length;
+      await h.sleep(300);
+      const { live, sent } = status;
       note(`frame flood: 4 clients sent ${(sent / 1048576).toFixed(0)} MiB of pongs; during it a new client was served in ${dt} ms, `
         + `/healthz in ${hzMs} ms; flooders still connected: ${live}`);
       assert.equal(hz.status, 200);
@@ -735,9 +729,8 @@ describe('read floods', () => {
       assert.equal(live, 4, 'the flood was still on');
       assert.ok(sent > sent0, 'the flood was still on');
     } finally {
-      on = false;
-      for (const rs of flooders) rs.destroy();
-      await Promise.all(loops);
+      flood.kill('SIGKILL');
+      await new Promise((r) => (flood.exitCode !== null || flood.signalCode ? r() : flood.once('exit', r)));
     }
     await g.stop();
   });

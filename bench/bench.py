@@ -325,7 +325,8 @@ def run(args):
             m = median_run(runs)
             m.update({'kind': kind, 'target': f'{sysm.name}/{proto}', **meta,
                       'repeats': [{'deliveries_per_cpu_second': r['server']['deliveries_per_cpu_second'],
-                                   'acked_per_sec': r['acked_per_sec'], 'p99_us': r['latency_us']['p99']}
+                                   'acked_per_sec': r['acked_per_sec'], 'p50_us': r['latency_us']['p50'],
+                                   'p99_us': r['latency_us']['p99']}
                                   for r in runs]})
             results['runs'].append(m)
             return m
@@ -435,6 +436,17 @@ def fmt_ms(us):
     return f'{us / 1000:.1f}' if us < 100_000 else f'{us / 1000:.0f}'
 
 
+def latency_of(run, pct):
+    """(value, text): the median over the repeats of each repeat's percentile, with their range
+    in the text; the run's own value when the repeats did not record it."""
+    vals = sorted(x[f'{pct}_us'] for x in run.get('repeats', []) if f'{pct}_us' in x)
+    if len(vals) < 2:
+        v = run['latency_us'][pct]
+        return v, fmt_ms(v)
+    v = statistics.median(vals)
+    return v, f'{fmt_ms(v)} ({fmt_ms(vals[0])}–{fmt_ms(vals[-1])})'
+
+
 def sustained(res, target):
     best = None
     for r in res['runs']:
@@ -449,7 +461,8 @@ def report(res, out_dir, plots):
     lines = []
     w = lines.append
     w(f'Run {res["started"]} – {res["finished"]}{" (--quick)" if res["quick"] else ""}, '
-      f'{res["plan"]["repeats"]} repeat(s) per point (median shown).')
+      f'{res["plan"]["repeats"]} repeat(s) per point (median shown; latency rows: the median of the '
+      f'repeats\' percentiles, their range in parentheses).')
     if res.get('merged'):
         w('')
         w(f'Scenarios {", ".join(res["merged"]["scenarios_rerun"])} from this run; the others from the run of '
@@ -497,11 +510,11 @@ def report(res, out_dir, plots):
         if not a:
             continue
         for pct in ('p50', 'p99'):
-            av = a['latency_us'][pct]
-            bv = b['latency_us'][pct] if b else None
-            peer_s = (fmt_ms(bv) + (' (saturated)' if saturated(b) else '')) if b else 'saturated below'
+            av, at = latency_of(a, pct)
+            bv, bt = latency_of(b, pct) if b else (None, '')
+            peer_s = (bt + (' (saturated)' if saturated(b) else '')) if b else 'saturated below'
             w(f'| {pct} latency, ms, {rate * L["room"]:,} deliveries/s offered (rooms of {L["room"]}) | '
-              f'{fmt_ms(av)} | {peer_s} | {ratio(av, bv)} |')
+              f'{at} | {peer_s} | {ratio(av, bv)} |')
     a = sustained(res, 'product/sio')
     b = sustained(res, 'peer/sio')
     w(f'| acked sends/s, highest sustained rate (≥ 90 % of offered acked, no loss) | '
@@ -597,6 +610,8 @@ def main():
     ap.add_argument('--only', default='', help='comma-separated scenarios: ladder,rooms,dm,senders,idle')
     ap.add_argument('--merge', default='', help='with --only: take the other scenarios from this earlier results.json')
     ap.add_argument('--write-docs', action='store_true', help='update docs/BENCHMARKS.md and docs/bench/*.png')
+    ap.add_argument('--render', default='', help='run nothing: write the report (and, with --write-docs, the docs) '
+                    'from this earlier results.json')
     args = ap.parse_args()
     if os.cpu_count() < 2:
         args.server_cpus = args.load_cpus = '0'
@@ -605,7 +620,11 @@ def main():
     out_dir = os.path.join(args.out, stamp)
     os.makedirs(out_dir, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    res = run(args)
+    if args.render:
+        with open(args.render) as f:
+            res = json.load(f)
+    else:
+        res = run(args)
     if args.merge:
         if not args.only:
             raise SystemExit('bench: --merge needs --only')
@@ -614,8 +633,9 @@ def main():
         only = set(args.only.split(','))
         res['runs'] = [r for r in old['runs'] if r['kind'] not in only] + res['runs']
         res['merged'] = {'scenarios_rerun': sorted(only), 'others_from': old['started'] + ' – ' + old['finished']}
-    res['machine'] = machine()
-    res['command'] = 'scripts/bench ' + ' '.join(sys.argv[1:])
+    if not args.render:
+        res['machine'] = machine()
+        res['command'] = 'scripts/bench ' + ' '.join(sys.argv[1:])
     with open(os.path.join(out_dir, 'results.json'), 'w') as f:
         json.dump(res, f, indent=1)
     plots = plot(res, out_dir)

@@ -299,10 +299,42 @@ def plan(quick):
     }
 
 
+RPS_LO = '/sys/class/net/lo/queues/rx-0/rps_cpus'
+
+
+def cpu_mask(cpus):
+    """A taskset CPU list ("0", "0-1", "0,2") as the hex mask sysfs takes."""
+    m = 0
+    for part in cpus.split(','):
+        a, _, b = part.partition('-')
+        for c in range(int(a), int(b or a) + 1):
+            m |= 1 << c
+    return f'{m:x}'
+
+
 def run(args):
     P = plan(args.quick)
     if args.repeats:
         P['repeats'] = args.repeats
+    if args.rps:
+        # Receive Packet Steering on loopback: the receive half of every loopback packet
+        # (TCP input, waking the reader) runs on the load CPUs instead of in the sender's
+        # system call, as it would on the clients' own hosts. Restored after the run.
+        with open(RPS_LO) as f:
+            saved = f.read().strip()
+        with open(RPS_LO, 'w') as f:
+            f.write(cpu_mask(args.load_cpus))
+        try:
+            res = run_plan(args, P)
+        finally:
+            with open(RPS_LO, 'w') as f:
+                f.write(saved)
+        res['rps'] = cpu_mask(args.load_cpus)
+        return res
+    return run_plan(args, P)
+
+
+def run_plan(args, P):
     infra = Infra(args.load_cpus)
     product = Product(args.server_cpus, args.workers)
     peer = Peer(args.server_cpus)
@@ -463,6 +495,11 @@ def report(res, out_dir, plots):
     w(f'Run {res["started"]} – {res["finished"]}{" (--quick)" if res["quick"] else ""}, '
       f'{res["plan"]["repeats"]} repeat(s) per point (median shown; latency rows: the median of the '
       f'repeats\' percentiles, their range in parentheses).')
+    if res.get('rps'):
+        w('')
+        w(f'Loopback receive processing steered to the load CPUs (RPS mask {res["rps"]} on lo, `--rps`): the '
+          'receive half of each delivery (TCP input, waking the client) is not on the servers\' CPU, as with '
+          'clients on other hosts; neither is the processing of the clients\' ACKs.')
     if res.get('merged'):
         w('')
         w(f'Scenarios {", ".join(res["merged"]["scenarios_rerun"])} from this run; the others from the run of '
@@ -502,8 +539,9 @@ def report(res, out_dir, plots):
     b = pick(res, 'idle', 'peer/sio', offered=n)
     av = a['server']['anon_bytes_per_connection'] if a else None
     bv = b['server']['anon_bytes_per_connection'] if b else None
-    w(f'| user-space bytes per idle connection ({n:,} connections; anonymous RSS of all server processes) | '
-      f'{av or 0:,.0f} | {bv or 0:,.0f} | {ratio(av, bv)} |')
+    if a or b:
+        w(f'| user-space bytes per idle connection ({n:,} connections; anonymous RSS of all server processes) | '
+          f'{av or 0:,.0f} | {bv or 0:,.0f} | {ratio(av, bv)} |')
     for rate in L['rates']:
         a = pick(res, 'ladder', 'product/sio', rate=rate)
         b = pick(res, 'ladder', 'peer/sio', rate=rate)
@@ -517,13 +555,15 @@ def report(res, out_dir, plots):
               f'{at} | {peer_s} | {ratio(av, bv)} |')
     a = sustained(res, 'product/sio')
     b = sustained(res, 'peer/sio')
-    w(f'| acked sends/s, highest sustained rate (≥ 90 % of offered acked, no loss) | '
-      f'{a["acked_per_sec"] if a else 0:,.0f} | {b["acked_per_sec"] if b else 0:,.0f} | '
-      f'{ratio(a and a["acked_per_sec"], b and b["acked_per_sec"])} |')
+    if any(r['kind'] == 'senders' for r in res['runs']):
+        w(f'| acked sends/s, highest sustained rate (≥ 90 % of offered acked, no loss) | '
+          f'{a["acked_per_sec"] if a else 0:,.0f} | {b["acked_per_sec"] if b else 0:,.0f} | '
+          f'{ratio(a and a["acked_per_sec"], b and b["acked_per_sec"])} |')
     held = {t: max([r['connected'] for r in res['runs'] if r['kind'] == 'idle' and r['target'].startswith(t)] or [0])
             for t in ('product', 'peer')}
-    w(f'| idle connections held (largest attempted) | {held["product"]:,} | {held["peer"]:,} | '
-      f'{ratio(held["product"], held["peer"])} |')
+    if any(held.values()):
+        w(f'| idle connections held (largest attempted) | {held["product"]:,} | {held["peer"]:,} | '
+          f'{ratio(held["product"], held["peer"])} |')
     w('')
     # detail tables
     w('Every run (the median of the repeats):')
@@ -610,6 +650,8 @@ def main():
     ap.add_argument('--only', default='', help='comma-separated scenarios: ladder,rooms,dm,senders,idle')
     ap.add_argument('--merge', default='', help='with --only: take the other scenarios from this earlier results.json')
     ap.add_argument('--write-docs', action='store_true', help='update docs/BENCHMARKS.md and docs/bench/*.png')
+    ap.add_argument('--rps', action='store_true', help='steer loopback receive processing to the load CPUs '
+                    '(RPS on lo) for the run, as if the clients were on other hosts')
     ap.add_argument('--render', default='', help='run nothing: write the report (and, with --write-docs, the docs) '
                     'from this earlier results.json')
     args = ap.parse_args()

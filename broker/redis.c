@@ -1,13 +1,14 @@
 /*
- * The broker's Redis connections (hiredis async, libevent adapter): one for commands
- * (PUBLISH, presence scripts) and one in subscribe mode. Either one failing marks Redis
+ * The broker's Redis connections (hiredis async, on libevent through the adapter below): one
+ * for commands (PUBLISH, presence scripts) and one in subscribe mode. Either one failing marks Redis
  * down; both are rebuilt with exponential backoff (100 ms .. 2 s), host names resolved
  * with evdns so the loop never blocks, and every topic with local interest re-subscribed
  * before Redis is reported up again.
  */
 #include <arpa/inet.h>
 #include <event2/dns.h>
-#include <hiredis/adapters/libevent.h>
+#include <event2/event.h>
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,94 @@
 #define BACKOFF_MAX_MS 2000
 
 static void connect_all(broker_t *b);
+
+/* ---- libevent adapter ----
+ * hiredis's own (adapters/libevent.h) registers a one-shot read event, so epoll_ctl removes
+ * and re-adds the socket around every read, and it waits for a writable event before every
+ * write: three epoll_ctl calls and an extra loop turn per command. This one keeps one
+ * persistent read event, and writes what the commands of a loop turn queued once, at the
+ * end of that turn (an event made active, no system call). Only a connect in progress or a
+ * write that did not finish waits for EV_WRITE. */
+typedef struct redis_ev {
+    redisAsyncContext *ac;
+    struct event *rev, *wev, *flush;
+} redis_ev_t;
+
+/* Set while hiredis writes: an addWrite from inside means "not all written". The broker is
+ * single-threaded, and the context may be freed by the write, so this is not in it. */
+static int g_in_write;
+
+static void ev_read(evutil_socket_t fd, short what, void *arg)
+{
+    redisAsyncHandleRead(((redis_ev_t *)arg)->ac);
+}
+
+static void ev_write(evutil_socket_t fd, short what, void *arg)
+{
+    g_in_write = 1;
+    redisAsyncHandleWrite(((redis_ev_t *)arg)->ac);
+    g_in_write = 0;
+}
+
+static void ev_add_read(void *p)
+{
+    event_add(((redis_ev_t *)p)->rev, NULL); /* no system call when already added */
+}
+
+static void ev_del_read(void *p)
+{
+    event_del(((redis_ev_t *)p)->rev);
+}
+
+static void ev_add_write(void *p)
+{
+    redis_ev_t *e = p;
+    if (g_in_write || !(e->ac->c.flags & REDIS_CONNECTED)) event_add(e->wev, NULL);
+    else event_active(e->flush, EV_WRITE, 1);
+}
+
+static void ev_del_write(void *p)
+{
+    redis_ev_t *e = p;
+    event_del(e->wev);
+    event_del(e->flush);
+}
+
+static void ev_cleanup(void *p)
+{
+    redis_ev_t *e = p;
+    event_free(e->rev);
+    event_free(e->wev);
+    event_free(e->flush);
+    free(e);
+}
+
+static int redis_attach(redisAsyncContext *ac, struct event_base *base)
+{
+    redis_ev_t *e = calloc(1, sizeof *e);
+    if (!e) return -1;
+    e->ac = ac;
+    e->rev = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, ev_read, e);
+    e->wev = event_new(base, ac->c.fd, EV_WRITE, ev_write, e);
+    e->flush = event_new(base, -1, 0, ev_write, e);
+    if (!e->rev || !e->wev || !e->flush) {
+        if (e->rev) event_free(e->rev);
+        if (e->wev) event_free(e->wev);
+        if (e->flush) event_free(e->flush);
+        free(e);
+        return -1;
+    }
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    ac->ev.data = e;
+    /* Readable (an error) or writable: the non-blocking connect is over. */
+    event_add(e->rev, NULL);
+    event_add(e->wev, NULL);
+    return 0;
+}
 
 static int parse_url(brk_redis_t *r, const char *url)
 {
@@ -207,7 +296,10 @@ static redisAsyncContext *open_one(broker_t *b)
         return NULL;
     }
     ac->data = b;
-    redisLibeventAttach(ac, b->base);
+    if (redis_attach(ac, b->base) < 0) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     return ac;

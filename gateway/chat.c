@@ -181,6 +181,9 @@ static chat_err_t store_err_code(int err, const char **msg)
     case STORE_EUNAVAILABLE:
         *msg = "storage unavailable, retry later";
         return CHAT_ERR_UNAVAILABLE;
+    case STORE_EBUSY:
+        *msg = "storage busy, retry later";
+        return CHAT_ERR_UNAVAILABLE;
     default:
         return CHAT_ERR_INTERNAL;
     }

@@ -55,6 +55,7 @@ static const char *const counter_names[MC__COUNT][2] = {
     {"chat_bus_received_total", "Events received from the broker"},
     {"chat_gap_fills_total", "Room sequence gaps filled from PostgreSQL"},
     {"chat_db_errors_total", "Failed database round trips"},
+    {"chat_db_busy_total", "Sends refused because CHAT_DB_MAX_PENDING writes were waiting for PostgreSQL"},
     {"chat_socketio_handoffs_total", "Socket.IO requests passed to the worker owning the session"},
 };
 

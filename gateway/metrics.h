@@ -33,6 +33,7 @@ enum gw_counter {
     MC_BUS_RECEIVED,
     MC_GAP_FILLS,
     MC_DB_ERRORS,
+    MC_DB_BUSY,
     MC_HANDOFFS,
     MC__COUNT
 };

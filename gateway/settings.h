@@ -38,6 +38,8 @@ typedef struct gw_settings {
     int presence_events;
     char *broker_socket;
     char *database_url;
+    long long db_batch;
+    long long db_max_pending;
     int auto_create_rooms;
     long long drain_seconds;
     char *api_key;

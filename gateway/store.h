@@ -25,6 +25,7 @@ enum store_err {
     STORE_EFORBIDDEN = -2,   /* ACL: not allowed */
     STORE_ENOTFOUND = -3,    /* unknown room (and auto-create is off) */
     STORE_EINTERNAL = -4,
+    STORE_EBUSY = -5,        /* too many writes waiting for the database: refused, retry */
 };
 
 typedef struct store_sent {

@@ -2,11 +2,16 @@
  * The PostgreSQL store (CHAT_DATABASE_URL). Two pipelined connections per worker: one for
  * writes, one for reads, so that history and joins never queue behind a commit.
  *
- * Writes are grouped: every send_message of a loop turn (up to CHAT_DB_BATCH) becomes one
- * call of chat_send_messages() — one round trip, one transaction, one WAL flush — and the
- * next batch leaves when the previous one has committed, so batches grow with the load
- * (group commit). Direct messages and user upserts are batched the same way. Acks are
- * built only from the result of that call, i.e. after COMMIT; any failure is UNAVAILABLE.
+ * Writes are grouped: the send_messages of a loop turn become one call of
+ * chat_send_messages() — one round trip, one transaction, one WAL flush — and the next
+ * call leaves when the previous one has committed, so calls grow with the load (group
+ * commit). Direct messages and user upserts are batched the same way. Acks are built only
+ * from the result of that call, i.e. after COMMIT; any failure is UNAVAILABLE.
+ *
+ * Bounded: a call carries at most CHAT_DB_BATCH rows (the rest wait for the next call, in
+ * order), and at most CHAT_DB_MAX_PENDING rows of a kind may wait or be in flight; beyond
+ * that a send is refused at once (UNAVAILABLE, "storage busy") instead of queueing for
+ * ever when the database is slower than the offered load.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +26,23 @@ typedef struct pg_req {
     void *arg;
 } pg_req_t;
 
-/* Rows waiting for the next call: text[] literals (without the closing brace) and the
- * callback of each row. */
+/* Rows for one call: text[] literals (without the closing brace) and the callback of each
+ * row. */
+typedef struct pg_rows {
+    struct pg_rows *next;
+    buf_t col[4];
+    pg_req_t *reqs;
+    int n, cap;
+} pg_rows_t;
+
+/* The calls of one kind waiting to leave, oldest first; one is in flight at a time. */
 typedef struct pg_batch {
     const char *sql;
     int ncols;
     int dm;
-    buf_t col[4];
-    pg_req_t *reqs;
-    int n, cap;
-    int inflight;
+    pg_rows_t *head, *tail;
+    int queued;   /* rows in head..tail */
+    int inflight; /* rows in the call in flight (0: none) */
 } pg_batch_t;
 
 typedef struct pg_store {
@@ -71,7 +83,16 @@ static long long num(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? -1 : atoll(PQgetvalue(r, row, col));
 }
 
-/* Queue one row; cols[i] NULL is SQL NULL. */
+static void rows_free(pg_rows_t *rows)
+{
+    for (int i = 0; i < 4; i++) buf_free(&rows->col[i]);
+    free(rows->reqs);
+    free(rows);
+}
+
+/* Queue one row; cols[i] NULL is SQL NULL. Only rows with a callback (sends) are refused
+ * when the queue is full: user upserts are not worth an error and are bounded by the
+ * connections themselves. */
 static void batch_add(pg_store_t *s, pg_batch_t *bt, const char *const *cols, const size_t *lens,
                       store_sent_cb cb, void *arg)
 {
@@ -79,42 +100,59 @@ static void batch_add(pg_store_t *s, pg_batch_t *bt, const char *const *cols, co
         if (cb) fail_sent(cb, arg, STORE_EUNAVAILABLE);
         return;
     }
-    if (bt->n == bt->cap) {
-        int nc = bt->cap ? bt->cap * 2 : 64;
-        pg_req_t *r = realloc(bt->reqs, (size_t)nc * sizeof *r);
+    if (cb && bt->queued + bt->inflight >= g_cfg.db_max_pending) {
+        s->base.w->m->c[MC_DB_BUSY]++;
+        fail_sent(cb, arg, STORE_EBUSY);
+        return;
+    }
+    pg_rows_t *t = bt->tail;
+    if (!t || t->n >= g_cfg.db_batch) {
+        t = calloc(1, sizeof *t);
+        if (!t) {
+            if (cb) fail_sent(cb, arg, STORE_EINTERNAL);
+            return;
+        }
+        if (bt->tail) bt->tail->next = t;
+        else bt->head = t;
+        bt->tail = t;
+    }
+    if (t->n == t->cap) {
+        int nc = t->cap ? t->cap * 2 : 64;
+        pg_req_t *r = realloc(t->reqs, (size_t)nc * sizeof *r);
         if (!r) {
             if (cb) fail_sent(cb, arg, STORE_EINTERNAL);
             return;
         }
-        bt->reqs = r;
-        bt->cap = nc;
+        t->reqs = r;
+        t->cap = nc;
     }
-    for (int i = 0; i < bt->ncols; i++) arr_add(&bt->col[i], cols[i], lens[i]);
-    bt->reqs[bt->n].cb = cb;
-    bt->reqs[bt->n].arg = arg;
-    bt->n++;
+    for (int i = 0; i < bt->ncols; i++) arr_add(&t->col[i], cols[i], lens[i]);
+    t->reqs[t->n].cb = cb;
+    t->reqs[t->n].arg = arg;
+    t->n++;
+    bt->queued++;
     gw_want_flush(s->base.w);
 }
 
 typedef struct batch_call {
     pg_store_t *s;
     pg_batch_t *bt;
-    pg_req_t *reqs;
-    int n;
+    pg_rows_t *rows;
 } batch_call_t;
 
 static void on_batch(void *arg, PGresult *res, const char *err)
 {
     batch_call_t *bc = arg;
     pg_batch_t *bt = bc->bt;
+    pg_rows_t *rows = bc->rows;
     bt->inflight = 0;
-    int rows = res ? PQntuples(res) : 0;
-    for (int i = 0; i < bc->n; i++) {
-        if (!bc->reqs[i].cb) continue;
+    int nres = res ? PQntuples(res) : 0;
+    for (int i = 0; i < rows->n; i++) {
+        if (!rows->reqs[i].cb) continue;
         store_sent_t r;
         memset(&r, 0, sizeof r);
         r.err = STORE_EUNAVAILABLE;
-        if (res && i < rows) {
+        if (res && i < nres) {
             /* idx, id, [seq], created_ms, dup, kind, body, [room, err] */
             int c = 1;
             r.id = num(res, i, c++);
@@ -132,11 +170,11 @@ static void on_batch(void *arg, PGresult *res, const char *err)
             if (!bt->dm && !PQgetisnull(res, i, c)) r.err = STORE_ENOTFOUND;
             else if (r.id < 0) r.err = STORE_EINTERNAL;
         }
-        bc->reqs[i].cb(bc->reqs[i].arg, &r);
+        rows->reqs[i].cb(rows->reqs[i].arg, &r);
     }
-    if (!res && bc->n) log_warn("db_batch_failed", "n=%d err=\"%s\"", bc->n, err ? err : "");
-    gw_want_flush(bc->s->base.w); /* the next batch may leave now */
-    free(bc->reqs);
+    if (!res && rows->n) log_warn("db_batch_failed", "n=%d err=\"%s\"", rows->n, err ? err : "");
+    gw_want_flush(bc->s->base.w); /* the next call may leave now */
+    rows_free(rows);
     free(bc);
 }
 
@@ -145,41 +183,46 @@ static void on_users(void *arg, PGresult *res, const char *err)
     batch_call_t *bc = arg;
     bc->bt->inflight = 0;
     gw_want_flush(bc->s->base.w);
-    free(bc->reqs);
+    rows_free(bc->rows);
     free(bc);
 }
 
-/* Send a batch when none of its kind is in flight. */
+/* Send the oldest waiting call of a kind when none of that kind is in flight. */
 static void batch_send(pg_store_t *s, pg_batch_t *bt, pgc_cb cb)
 {
-    if (!bt->n || bt->inflight) return;
-    int n = bt->n;
-    batch_call_t *bc = calloc(1, sizeof *bc);
+    pg_rows_t *rows = bt->head;
+    if (!rows || bt->inflight) return;
+    bt->head = rows->next;
+    if (!bt->head) bt->tail = NULL;
+    bt->queued -= rows->n;
+    rows->next = NULL;
+    if (!rows->n) { /* its first row could not be stored (out of memory) */
+        rows_free(rows);
+        return;
+    }
     const char *vals[4];
     for (int i = 0; i < bt->ncols; i++) {
-        buf_append_char(&bt->col[i], '}');
-        vals[i] = buf_cstr(&bt->col[i]);
+        buf_append_char(&rows->col[i], '}');
+        vals[i] = buf_cstr(&rows->col[i]);
     }
+    batch_call_t *bc = calloc(1, sizeof *bc);
     int rc = -1;
     if (bc) {
         bc->s = s;
         bc->bt = bt;
-        bc->reqs = bt->reqs;
-        bc->n = n;
+        bc->rows = rows;
         rc = pgc_query(s->wr, bt->sql, bt->ncols, vals, cb, bc);
     }
-    pg_req_t *reqs = bt->reqs;
-    bt->reqs = NULL;
-    bt->n = bt->cap = 0;
-    for (int i = 0; i < bt->ncols; i++) buf_free(&bt->col[i]);
     if (rc < 0) {
-        for (int i = 0; i < n; i++)
-            if (reqs[i].cb) fail_sent(reqs[i].cb, reqs[i].arg, STORE_EUNAVAILABLE);
-        free(reqs);
+        for (int i = 0; i < rows->n; i++)
+            if (rows->reqs[i].cb) fail_sent(rows->reqs[i].cb, rows->reqs[i].arg, STORE_EUNAVAILABLE);
+        rows_free(rows);
         free(bc);
         return;
     }
-    bt->inflight = 1;
+    /* The literals were copied into the connection's output by pgc_query. */
+    for (int i = 0; i < bt->ncols; i++) buf_free(&rows->col[i]);
+    bt->inflight = rows->n;
 }
 
 static void pg_flush(gw_store_t *st)
@@ -346,15 +389,20 @@ static int pg_ready(gw_store_t *st)
 static int pg_inflight(gw_store_t *st)
 {
     pg_store_t *s = (pg_store_t *)st;
-    return pgc_inflight(s->wr) + pgc_inflight(s->rd) + s->msgs.n + s->dms.n;
+    return pgc_inflight(s->wr) + pgc_inflight(s->rd) + s->msgs.queued + s->dms.queued;
 }
 
 static void batch_free(pg_batch_t *bt)
 {
-    for (int i = 0; i < bt->n; i++)
-        if (bt->reqs[i].cb) fail_sent(bt->reqs[i].cb, bt->reqs[i].arg, STORE_EUNAVAILABLE);
-    free(bt->reqs);
-    for (int i = 0; i < 4; i++) buf_free(&bt->col[i]);
+    while (bt->head) {
+        pg_rows_t *rows = bt->head;
+        bt->head = rows->next;
+        for (int i = 0; i < rows->n; i++)
+            if (rows->reqs[i].cb) fail_sent(rows->reqs[i].cb, rows->reqs[i].arg, STORE_EUNAVAILABLE);
+        rows_free(rows);
+    }
+    bt->tail = NULL;
+    bt->queued = 0;
 }
 
 static void pg_free(gw_store_t *st)

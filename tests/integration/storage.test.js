@@ -2,7 +2,7 @@
 // Issue 4: PostgreSQL is the source of truth. Real PostgreSQL and Redis, two instances.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const h = require('../lib/harness');
 const { ChatClient } = require('../lib/clients');
 
@@ -240,5 +240,99 @@ describe('writes', () => {
     const b = await conn(1, 'renamer', 'New Name');
     await h.waitFor(() => sql(`SELECT username FROM users WHERE id = 'renamer'`) === 'New Name', { what: 'renamed' });
     await b.close();
+  });
+});
+
+describe('batched writes (chat_send_messages / chat_send_dms, CHAT_DB_BATCH, CHAT_DB_MAX_PENDING)', () => {
+  // One call per batch: the rows' results must be what sending them one by one gives.
+  it('gives every row of a batch its own result: seqs in input order, unknown rooms, repeated clientMsgIds', () => {
+    const rows = (q) => sql(q).split('\n').map((l) => l.split('|'));
+    sql(`INSERT INTO rooms (id) VALUES ('bx-a'), ('bx-b')`);
+    // idx|id|seq|dup|kind|body|room|err (created_ms checked apart)
+    const q = (rooms, users, bodies, cmids) => rows(`SELECT idx, id, seq, dup, kind, body, room, err, created_ms
+      FROM chat_send_messages('{${rooms}}', '{${users}}', '{${bodies}}', '{${cmids}}')`);
+    const r1 = q('bx-a,bx-b,bx-a,bx-nope,bx-a', 'bxu1,bxu2,bxu1,bxu1,bxu3', 't1,t2,t3,t4,t5', 'NULL,NULL,NULL,NULL,NULL');
+    assert.deepEqual(r1.map((r) => [r[0], r[2], r[3], r[7]]),
+      [['1', '1', 'f', ''], ['2', '1', 'f', ''], ['3', '2', 'f', ''], ['4', '', 'f', 'not_found'], ['5', '3', 'f', '']]);
+    // A clientMsgId repeated inside the batch (in another room), and one on an unknown room
+    // (claims nothing: its id is free afterwards).
+    const r2 = q('bx-a,bx-b,bx-a,bx-nope,bx-b', 'bxu1,bxu1,bxu1,bxu1,bxu2', 'x1,x2,x3,x4,x5', 'k1,k1,k2,k3,k1');
+    assert.deepEqual(r2.map((r) => r.slice(2, 8)), [
+      ['4', 'f', 'r', '', '', ''],
+      ['4', 't', 'r', 'x1', 'bx-a', ''],
+      ['5', 'f', 'r', '', '', ''],
+      ['', 'f', 'r', '', '', 'not_found'],
+      ['2', 'f', 'r', '', '', ''],
+    ]);
+    assert.equal(r2[1][1], r2[0][1], 'the repeat returns the first row\'s id');
+    assert.equal(r2[1][8], r2[0][8], 'and its timestamp');
+    // Repeats of earlier batches, a DM claim seen from the room function and the reverse.
+    const r3 = q('bx-b,bx-a', 'bxu1,bxu1', 'y1,y2', 'k2,k3');
+    assert.deepEqual(r3.map((r) => r.slice(2, 8)), [['5', 't', 'r', 'x3', 'bx-a', ''], ['6', 'f', 'r', '', '', '']]);
+    const d = rows(`SELECT idx, id, dup, kind, body FROM chat_send_dms('{bxu1,bxu1,bxu2,bxu1}', '{bxu2,bxu3,bxu1,bxu2}',
+      '{d1,d2,d3,d4}', '{k9,k1,NULL,k9}')`);
+    assert.deepEqual(d.map((r) => [r[0], r[2], r[3], r[4]]),
+      [['1', 'f', 'd', ''], ['2', 't', 'r', 'x1'], ['3', 'f', 'd', ''], ['4', 't', 'd', 'd1']]);
+    assert.equal(d[1][1], r2[0][1]);
+    assert.equal(d[3][1], d[0][1]);
+    const r4 = q('bx-b', 'bxu1', 'z', 'k9');
+    assert.deepEqual(r4[0].slice(1, 8), [d[0][1], '', 't', 'd', 'd1', '', '']);
+    assert.equal(sql(`SELECT string_agg(room_id || ':' || seq || ':' || body, ' ' ORDER BY id) FROM messages
+      WHERE room_id LIKE 'bx-%'`), 'bx-a:1:t1 bx-b:1:t2 bx-a:2:t3 bx-a:3:t5 bx-a:4:x1 bx-a:5:x3 bx-b:2:x5 bx-a:6:y2');
+    assert.equal(sql(`SELECT count(*) FROM client_msg_ids WHERE user_id IN ('bxu1', 'bxu2') AND message_id IS NULL`), '0');
+    assert.equal(sql(`SELECT last_seq FROM rooms WHERE id = 'bx-a'`), '6');
+    assert.equal(sql(`SELECT count(*) FROM chat_send_messages('{}', '{}', '{}', '{}')`), '0');
+  });
+
+  it('refuses sends at once beyond CHAT_DB_MAX_PENDING while the database stalls, and acks the queued ones in order after', async () => {
+    const one = await h.startCluster({
+      instances: 1, workers: 1, pg: cl.pg, dbUrl: cl.db, redis: cl.redis,
+      env: { CHAT_RATE_LIMIT: '1000', CHAT_RATE_BURST: '1000', CHAT_DB_BATCH: '3', CHAT_DB_MAX_PENDING: '10' },
+    });
+    const a = await ChatClient.connect(`${one.url(0)}?token=${h.token('stall-a', 'stall-a')}`);
+    await a.request('join_room', { roomId: 'stall' });
+    // Stall the writes: another session holds the room's row lock.
+    const locker = spawn('psql', ['-h', '127.0.0.1', '-p', String(cl.pg.port), '-U', 'postgres', '-d', dbName, '-q'],
+      { stdio: ['pipe', 'ignore', 'inherit'] });
+    locker.stdin.write(`BEGIN; SELECT 1 FROM rooms WHERE id = 'stall' FOR UPDATE;\n`);
+    await h.waitFor(() => sql(`SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+      WHERE c.relname = 'rooms' AND l.mode = 'RowShareLock' AND l.granted AND l.pid <> pg_backend_pid()`) !== '0',
+    { what: 'row lock held' });
+    try {
+      const first = a.request('send_message', { roomId: 'stall', text: 's0' }, 20000);
+      await h.sleep(300); // s0 is in flight, blocked on the lock
+      const rest = [];
+      for (let i = 1; i <= 20; i++) {
+        rest.push(a.request('send_message', { roomId: 'stall', text: `s${i}` }, 20000).then(
+          (ack) => ({ ack }), (err) => ({ err, at: Date.now() })));
+      }
+      const t0 = Date.now();
+      // 1 in flight + 9 queued = 10; the other 11 are refused without waiting for the database.
+      await h.waitFor(() => a.events.filter((m) => m.event === 'error').length === 11, { what: '11 refusals', timeout: 3000 });
+      assert.ok(Date.now() - t0 < 3000);
+      const errs = a.events.filter((m) => m.event === 'error').map((m) => m.data);
+      for (const e of errs) {
+        assert.equal(e.code, 'UNAVAILABLE');
+        assert.match(e.message, /busy/);
+      }
+      assert.equal(sql(`SELECT count(*) FROM messages WHERE room_id = 'stall'`), '0');
+      locker.stdin.end('COMMIT;\n');
+      const acks = [await first, ...(await Promise.all(rest))];
+      const ok = acks.map((x, i) => (i === 0 ? { ack: x } : x)).filter((x) => x.ack);
+      assert.equal(ok.length, 10);
+      // Queued in send order, stored in send order, in calls of at most 3 rows.
+      assert.deepEqual(ok.map((x) => x.ack.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.equal(sql(`SELECT string_agg(body, ',' ORDER BY seq) FROM messages WHERE room_id = 'stall'`),
+        's0,s1,s2,s3,s4,s5,s6,s7,s8,s9');
+      const m = (await h.httpGet(one.port(0), '/metrics')).body;
+      assert.match(m, /^chat_db_busy_total 11$/m);
+      // Nothing is left behind: the next send goes straight through.
+      assert.equal((await a.request('send_message', { roomId: 'stall', text: 'after' })).seq, 11);
+    } finally {
+      if (locker.exitCode === null) locker.kill();
+      await a.close();
+      for (const g of one.gateways) await g.stop();
+      for (const b of one.brokers) await b.stop();
+    }
   });
 });

@@ -282,6 +282,13 @@ describe('batched writes (chat_send_messages / chat_send_dms, CHAT_DB_BATCH, CHA
     assert.equal(sql(`SELECT count(*) FROM client_msg_ids WHERE user_id IN ('bxu1', 'bxu2') AND message_id IS NULL`), '0');
     assert.equal(sql(`SELECT last_seq FROM rooms WHERE id = 'bx-a'`), '6');
     assert.equal(sql(`SELECT count(*) FROM chat_send_messages('{}', '{}', '{}', '{}')`), '0');
+    // One row without a clientMsgId takes a shorter path: same results.
+    assert.deepEqual(q('bx-b', 'bxu1', 'solo', 'NULL')[0].slice(2, 8), ['3', 'f', 'r', '', '', '']);
+    assert.deepEqual(q('bx-nope', 'bxu1', 'solo', 'NULL')[0].slice(1, 8), ['', '', 'f', 'r', '', '', 'not_found']);
+    const solo = rows(`SELECT idx, id, dup, kind, body, created_ms FROM chat_send_dms('{bxu1}', '{bxu2}', '{solo}', '{NULL}')`)[0];
+    assert.deepEqual([solo[0], solo[2], solo[3], solo[4]], ['1', 'f', 'd', '']);
+    assert.equal(sql(`SELECT body FROM direct_messages WHERE id = ${solo[1]}`), 'solo');
+    assert.ok(Math.abs(Number(solo[5]) - Date.now()) < 60000);
   });
 
   it('refuses sends at once beyond CHAT_DB_MAX_PENDING while the database stalls, and acks the queued ones in order after', async () => {

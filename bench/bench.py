@@ -263,6 +263,36 @@ def loadgen(system, proto, args, infra, load_cpus, label):
     return r
 
 
+def first_cpu(cpus):
+    return cpus.split(',')[0].split('-')[0]
+
+
+FLOORS = {}
+
+
+def send_floor(args, P, size, conns, rate, label):
+    """bench/load/sendfloor in the shape of one fan-out point: the kernel CPU of one
+    loopback write of one frame, in the servers' CPU, with the reader on the load CPU; the
+    median of the repeats (µs per write). Measured once per shape."""
+    if (size, conns, rate) in FLOORS:
+        return FLOORS[(size, conns, rate)]
+    vals = []
+    for _ in range(P['repeats']):
+        p = subprocess.run([os.path.join(BUILD, 'bench', 'load', 'sendfloor'), '--connections', str(conns),
+                            '--burst', str(min(size, conns)), '--rate', str(rate), '--seconds', str(P['duration']),
+                            '--writer-cpu', first_cpu(args.server_cpus), '--reader-cpu', first_cpu(args.load_cpus)],
+                           capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise SystemExit(f'bench: sendfloor failed: {p.stderr.strip()}')
+        vals.append(json.loads(p.stdout)['us_per_write'])
+    v = statistics.median(vals)
+    print(f'    {"floor " + label:34s} one loopback write: {v:.2f} µs of the writer\'s CPU '
+          f'(repeats {", ".join(f"{x:.2f}" for x in vals)})', file=sys.stderr, flush=True)
+    FLOORS[(size, conns, rate)] = {'label': label, 'room': size, 'connections': conns, 'rate': rate,
+                                   'us_per_write': v, 'repeats': vals}
+    return FLOORS[(size, conns, rate)]
+
+
 def median_run(runs):
     """The run with the median deliveries per CPU-second (or acked/s), kept whole."""
     key = (lambda r: r['server']['deliveries_per_cpu_second'] or r['acked_per_sec'])
@@ -294,7 +324,7 @@ def plan(quick):
         # deliveries per CPU-second at 10k deliveries/s for each room size: (size, connections, msgs/s)
         'rooms': [(10, 1000, 1000), (100, 1000, 100), (1000, 2000, 10)],
         'dm': (2000, 500),
-        'senders': {'connections': 1000, 'rates': [1000, 2000, 5000, 10000, 20000, 30000]},
+        'senders': {'connections': 1000, 'rates': [1000, 2000, 5000, 10000, 20000, 30000, 40000]},
         'idle': [1000, 5000, 10000, 20000], 'idle_product_max': 50000,
     }
 
@@ -344,6 +374,23 @@ def run_plan(args, P):
     results = {'plan': P, 'runs': [], 'started': datetime.datetime.utcnow().isoformat(timespec='seconds') + 'Z',
                'quick': args.quick}
     common = ['--warmup', P['warmup'], '--drain', P['drain']]
+    only = set(args.only.split(',')) if args.only else None
+
+    def wanted(k):
+        return only is None or k in only
+
+    # The floor first, with nothing else running: the same writes as each fan-out point
+    # below, by a process that does nothing but write them.
+    log('the floor: one loopback write of one 150-byte frame (bench/load/sendfloor), shaped like each fan-out point')
+    results['floor'] = []
+    if wanted('rooms'):
+        results['floor'] += [dict(send_floor(args, P, size, conns, rate, f'rooms of {size} @{rate}/s'), kind='rooms')
+                             for size, conns, rate in P['rooms']]
+    if wanted('ladder'):
+        L = P['ladder']
+        results['floor'] += [dict(send_floor(args, P, L['room'], L['connections'], rate,
+                                             f'rooms of {L["room"]} @{rate}/s'), kind='ladder')
+                             for rate in L['rates']]
     infra.start()
     try:
         product.start()
@@ -362,11 +409,6 @@ def run_plan(args, P):
                                   for r in runs]})
             results['runs'].append(m)
             return m
-
-        only = set(args.only.split(',')) if args.only else None
-
-        def wanted(k):
-            return only is None or k in only
 
         L = P['ladder']
         if not wanted('ladder'):
@@ -488,6 +530,23 @@ def sustained(res, target):
     return best
 
 
+def floor_of(res, kind, size, rate):
+    for f in res.get('floor', []):
+        if f['kind'] == kind and f['room'] == size and f['rate'] == rate:
+            return f
+    return None
+
+
+def floor_row(w, f, peer_value, shape):
+    """The ceiling: a server whose only work is one loopback write per delivery."""
+    if not f or not f['us_per_write']:
+        return
+    fv = 1e6 / f['us_per_write']
+    w(f'| … a server doing nothing but one loopback write per delivery ({f["us_per_write"]:.1f} µs each, '
+      f'bench/load/sendfloor in the same shape), {shape}: the most any server can reach here | '
+      f'{fv:,.0f} | {peer_value or 0:,.0f} | {ratio(fv, peer_value)} |')
+
+
 def report(res, out_dir, plots):
     M = res['machine']
     lines = []
@@ -523,6 +582,7 @@ def report(res, out_dir, plots):
         bu = b['delivered'] / b['server']['cpu_user_seconds'] if b and b['server']['cpu_user_seconds'] else None
         w(f'| … per user-space CPU-second only (kernel time excluded), rooms of {size} | '
           f'{au or 0:,.0f} | {bu or 0:,.0f} | {ratio(au, bu)} |')
+        floor_row(w, floor_of(res, 'rooms', size, rate), bv, f'rooms of {size}')
     tops = {}
     for t in ('product/sio', 'peer/sio'):
         ok = [r for r in res['runs'] if r['kind'] == 'ladder' and r['target'] == t and not saturated(r)]
@@ -534,6 +594,8 @@ def report(res, out_dir, plots):
         w(f'| deliveries per server CPU-second at each one\'s highest unsaturated fan-out load '
           f'(product {a["offered"] if a else 0:,}/s, peer {b["offered"] if b else 0:,}/s offered) | '
           f'{av or 0:,.0f} | {bv or 0:,.0f} | {ratio(av, bv)} |')
+        if b:
+            floor_row(w, floor_of(res, 'ladder', L['room'], b['rate']), bv, f'{b["offered"]:,}/s')
     n = max(res['plan']['idle'])
     a = pick(res, 'idle', 'product/sio', offered=n)
     b = pick(res, 'idle', 'peer/sio', offered=n)
@@ -674,6 +736,7 @@ def main():
             old = json.load(f)
         only = set(args.only.split(','))
         res['runs'] = [r for r in old['runs'] if r['kind'] not in only] + res['runs']
+        res['floor'] = [f for f in old.get('floor', []) if f['kind'] not in only] + res.get('floor', [])
         res['merged'] = {'scenarios_rerun': sorted(only), 'others_from': old['started'] + ' – ' + old['finished']}
     if not args.render:
         res['machine'] = machine()

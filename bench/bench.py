@@ -534,6 +534,17 @@ def sustained(res, target):
     return best
 
 
+def per_user_second(run):
+    """(deliveries per user-space CPU-second or None, its text). /proc counts utime in 10 ms
+    ticks: a run under one tick of user time has no finite value, only a lower bound."""
+    if not run:
+        return None, '0'
+    user = run['server']['cpu_user_seconds']
+    if not user:
+        return None, f'> {run["delivered"] / 0.01:,.0f} (under one 10 ms tick)'
+    return run['delivered'] / user, f'{run["delivered"] / user:,.0f}'
+
+
 def floor_of(res, kind, size, rate):
     for f in res.get('floor', []):
         if f['kind'] == kind and f['room'] == size and f['rate'] == rate:
@@ -582,16 +593,9 @@ def report(res, out_dir, plots):
         bv = b['server']['deliveries_per_cpu_second'] if b else None
         w(f'| deliveries per server CPU-second, rooms of {size} ({rate * size} deliveries/s offered) | '
           f'{av or 0:,.0f} | {bv or 0:,.0f} | {ratio(av, bv)} |')
-        au = a['delivered'] / a['server']['cpu_user_seconds'] if a and a['server']['cpu_user_seconds'] else None
-        bu = b['delivered'] / b['server']['cpu_user_seconds'] if b and b['server']['cpu_user_seconds'] else None
-
-        def user_text(run, v):
-            # /proc's utime is counted in ticks: a run below one tick of user time has no finite value
-            if run and not v:
-                return f'> {run["delivered"] / 0.01:,.0f} (under one 10 ms tick)'
-            return f'{v or 0:,.0f}'
+        (au, at), (bu, bt) = per_user_second(a), per_user_second(b)
         w(f'| … per user-space CPU-second only (kernel time excluded), rooms of {size} | '
-          f'{user_text(a, au)} | {user_text(b, bu)} | {ratio(au, bu)} |')
+          f'{at} | {bt} | {ratio(au, bu)} |')
         floor_row(w, floor_of(res, 'rooms', size, rate), bv, f'rooms of {size}')
     tops = {}
     for t in ('product/sio', 'peer/sio'):
@@ -628,7 +632,7 @@ def report(res, out_dir, plots):
     a = sustained(res, 'product/sio')
     b = sustained(res, 'peer/sio')
     if any(r['kind'] == 'senders' for r in res['runs']):
-        w(f'| acked sends/s, highest sustained rate (≥ 90 % of offered acked, ack p99 ≤ 1 s, no loss) | '
+        w(f'| acked sends/s, highest sustained rate (≥ 90 % of offered acked, ack p99 ≤ {SATURATED_P99_US / 1e6:g} s, no loss) | '
           f'{a["acked_per_sec"] if a else 0:,.0f} | {b["acked_per_sec"] if b else 0:,.0f} | '
           f'{ratio(a and a["acked_per_sec"], b and b["acked_per_sec"])} |')
     held = {t: max([r['connected'] for r in res['runs'] if r['kind'] == 'idle' and r['target'].startswith(t)] or [0])
